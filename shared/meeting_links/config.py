@@ -1,0 +1,122 @@
+"""Every setting, read from the environment in one place into one frozen object.
+
+README.md documents each variable and its default; keep the two in step.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Mapping
+
+from .errors import ConfigurationError
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+MIDTRANS_SANDBOX_API = "https://api.sandbox.midtrans.com"
+MIDTRANS_PRODUCTION_API = "https://api.midtrans.com"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    instance_connection_name: str = ""
+    db_user: str = "postgres"
+    db_password: str = ""
+    db_name: str = "postgres"
+    db_iam_auth: bool = False
+    db_ip_type: str = "public"
+    db_pool_size: int = 4
+    db_timeout_s: float = 4.0
+    db_statement_timeout_ms: int = 3000
+    db_lock_timeout_ms: int = 2000
+
+    business_time_zone: str = "Asia/Jakarta"
+    link_buffer_minutes: int = 0
+
+    midtrans_server_key: str = ""
+    midtrans_verify_with_status_api: bool = False
+    midtrans_is_production: bool = False
+    midtrans_api_base_url: str = ""
+    midtrans_api_timeout_s: float = 2.5
+
+    assign_meeting_link_url: str = ""
+    internal_api_token: str = ""
+    trust_cloud_run_iam: bool = False
+    assign_call_timeout_s: float = 3.0
+
+    google_cloud_project: str = ""
+    running_on_cloud_run: bool = False
+
+    @property
+    def midtrans_api(self) -> str:
+        if self.midtrans_api_base_url:
+            return self.midtrans_api_base_url.rstrip("/")
+        return MIDTRANS_PRODUCTION_API if self.midtrans_is_production else MIDTRANS_SANDBOX_API
+
+    def __repr__(self) -> str:  # secrets must never reach a log line through repr()
+        return "Settings(<redacted>)"
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+def _number(env: Mapping[str, str], name: str, default, kind=int, minimum=0):
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def from_environment(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    d = Settings()
+    ip_type = env.get("DB_IP_TYPE", d.db_ip_type).strip().lower()
+    if ip_type not in ("public", "private", "psc"):
+        raise ConfigurationError(f"DB_IP_TYPE must be public, private or psc, got {ip_type!r}")
+    return Settings(
+        database_url=env.get("DATABASE_URL", "").strip() or d.database_url,
+        instance_connection_name=env.get("INSTANCE_CONNECTION_NAME", "").strip(),
+        db_user=env.get("DB_USER", "").strip() or d.db_user,
+        db_password=env.get("DB_PASS", ""),
+        db_name=env.get("DB_NAME", "").strip() or d.db_name,
+        db_iam_auth=_bool(env, "DB_IAM_AUTH", d.db_iam_auth),
+        db_ip_type=ip_type,
+        db_pool_size=_number(env, "DB_POOL_SIZE", d.db_pool_size, minimum=1),
+        db_timeout_s=_number(env, "DB_TIMEOUT_S", d.db_timeout_s, float, 0.1),
+        db_statement_timeout_ms=_number(env, "DB_STATEMENT_TIMEOUT_MS", d.db_statement_timeout_ms, minimum=1),
+        db_lock_timeout_ms=_number(env, "DB_LOCK_TIMEOUT_MS", d.db_lock_timeout_ms, minimum=1),
+        business_time_zone=env.get("BUSINESS_TIME_ZONE", "").strip() or d.business_time_zone,
+        link_buffer_minutes=_number(env, "LINK_BUFFER_MINUTES", d.link_buffer_minutes),
+        midtrans_server_key=env.get("MIDTRANS_SERVER_KEY", ""),
+        midtrans_verify_with_status_api=_bool(env, "MIDTRANS_VERIFY_WITH_STATUS_API", False),
+        midtrans_is_production=_bool(env, "MIDTRANS_IS_PRODUCTION", False),
+        midtrans_api_base_url=env.get("MIDTRANS_API_BASE_URL", "").strip(),
+        midtrans_api_timeout_s=_number(env, "MIDTRANS_API_TIMEOUT_S", d.midtrans_api_timeout_s, float, 0.1),
+        assign_meeting_link_url=env.get("ASSIGN_MEETING_LINK_URL", "").strip(),
+        internal_api_token=env.get("INTERNAL_API_TOKEN", ""),
+        trust_cloud_run_iam=_bool(env, "TRUST_CLOUD_RUN_IAM", False),
+        assign_call_timeout_s=_number(env, "ASSIGN_CALL_TIMEOUT_S", d.assign_call_timeout_s, float, 0.1),
+        google_cloud_project=env.get("GOOGLE_CLOUD_PROJECT", "").strip(),
+        # Cloud Run (and so Cloud Functions 2nd gen) sets K_SERVICE in every instance.
+        running_on_cloud_run=bool(env.get("K_SERVICE", "").strip()),
+    )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process's settings, read once (an instance never sees its environment change)."""
+    return from_environment()

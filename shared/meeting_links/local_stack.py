@@ -1,0 +1,87 @@
+"""`meeting-links local`: create the database if missing, migrate, and serve both functions
+wired to each other (webhook on 8080, assign on 8081), until Ctrl-C."""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import pg8000.native
+
+from . import migrations
+from .config import from_environment
+
+REPO = Path(__file__).resolve().parents[2]
+LOCAL_SERVER_KEY = "SB-Mid-server-LOCAL-DEVELOPMENT-ONLY"
+
+
+def ensure_database(database_url: str) -> bool:
+    """Creates the database named in the URL if it does not exist; True if it did."""
+    url = urlparse(database_url)
+    name = url.path.lstrip("/") or "postgres"
+    conn = pg8000.native.Connection(url.username or "postgres", host=url.hostname or "127.0.0.1",
+                                    port=url.port or 5432, password=url.password,
+                                    database="postgres", timeout=10)
+    try:
+        if conn.run("SELECT 1 FROM pg_database WHERE datname = :n", n=name):
+            return False
+        conn.run(f"CREATE DATABASE {pg8000.native.identifier(name)}")
+        return True
+    finally:
+        conn.close()
+
+
+def function_command(name: str, port: int, production: bool = True) -> list[str]:
+    cmd = [sys.executable, "-m", "functions_framework", "--source",
+           str(REPO / "functions" / name / "main.py"), "--target", name, "--port", str(port),
+           "--host", "127.0.0.1"]
+    return cmd if production else cmd + ["--debug"]
+
+
+def run(webhook_port: int = 8080, assign_port: int = 8081) -> int:
+    env = dict(os.environ)
+    env.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/meeting_links")
+    env.setdefault("MIDTRANS_SERVER_KEY", LOCAL_SERVER_KEY)
+    env.setdefault("INTERNAL_API_TOKEN", secrets.token_urlsafe(24))
+    env["ASSIGN_MEETING_LINK_URL"] = f"http://127.0.0.1:{assign_port}/"
+    settings = from_environment(env)
+    if ensure_database(settings.database_url):
+        print(f"created database {urlparse(settings.database_url).path.lstrip('/')}")
+    migrations.migrate(settings)
+
+    procs = [subprocess.Popen(function_command("assign_meeting_link", assign_port), env=env),
+             subprocess.Popen(function_command("midtrans_webhook", webhook_port), env=env)]
+    time.sleep(1.5)
+    shown_url = urlunparse(urlparse(settings.database_url)._replace(netloc=urlparse(settings.database_url).hostname or ""))
+    print(f"""
+Serving against {shown_url}
+  midtrans_webhook     http://127.0.0.1:{webhook_port}/
+  assign_meeting_link  http://127.0.0.1:{assign_port}/   (Bearer token in INTERNAL_API_TOKEN)
+
+Try it (in another shell, with the same DATABASE_URL and MIDTRANS_SERVER_KEY):
+  psql "$DATABASE_URL" -c "INSERT INTO bookings (user_id, expert_id, session_type, scheduled_date,
+      scheduled_time, duration, price, order_id) VALUES ('u1','e1','Konsultasi','2030-01-06','14:00',60,100000,'ORDER-1')"
+  .venv/bin/meeting-links sign ORDER-1 --status settlement --send http://127.0.0.1:{webhook_port}/
+  .venv/bin/meeting-links pool status
+Local MIDTRANS_SERVER_KEY is {'the development key' if settings.midtrans_server_key == LOCAL_SERVER_KEY else 'from your environment'}.
+Ctrl-C stops both functions.""", flush=True)
+
+    def stop(*_):
+        for p in procs:
+            p.terminate()
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+        for p in procs:
+            p.wait(timeout=10)
+    return 0

@@ -1,0 +1,82 @@
+"""Applies the numbered migrations in sql/ in lexical order, once each, and records them in
+schema_migrations with a checksum (an applied migration that was edited afterwards is an
+error, not silently skipped). Safe to run twice, and by two deployers at once."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from pg8000.exceptions import DatabaseError, InterfaceError
+
+from .config import Settings
+from .db import connector_for
+
+# The repo's sql/ folder; MIGRATIONS_DIR overrides it for an installed copy.
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "sql"
+_LOCK_KEY = 7_285_193_001  # pg_advisory_lock key reserved for migrations
+
+
+class MigrationError(Exception):
+    pass
+
+
+def migration_files(directory: Path | None = None) -> list[Path]:
+    directory = Path(directory or os.environ.get("MIGRATIONS_DIR") or DEFAULT_DIR)
+    files = sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    if not files:
+        raise MigrationError(f"no migrations found in {directory}")
+    return files
+
+
+def migrate(settings: Settings, directory: Path | None = None, echo=print) -> list[str]:
+    """Applies what is missing, then the pool settings; returns the names it applied."""
+    try:
+        conn = connector_for(settings)()
+    except (InterfaceError, OSError) as exc:
+        raise MigrationError(f"the database cannot be reached ({exc})") from exc
+    applied_now = []
+    try:
+        conn.execute_simple("SELECT pg_advisory_lock(%d)" % _LOCK_KEY)
+        conn.execute_simple(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())")
+        done = {row[0]: row[1] for row in conn.execute_simple(
+            "SELECT name, checksum FROM schema_migrations").rows}
+        for path in migration_files(directory):
+            text = path.read_text()
+            checksum = hashlib.sha256(text.encode()).hexdigest()
+            if path.name in done:
+                if done[path.name] != checksum:
+                    raise MigrationError(f"{path.name} changed after it was applied; "
+                                         "add a new migration instead of editing it")
+                continue
+            try:
+                conn.execute_simple("BEGIN")
+                conn.execute_simple(text)
+                conn.execute_unnamed("INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
+                                     (path.name, checksum))
+                conn.execute_simple("COMMIT")
+            except DatabaseError as exc:
+                conn.execute_simple("ROLLBACK")
+                fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+                raise MigrationError(f"{path.name} failed: {fields.get('M', exc)}") from exc
+            applied_now.append(path.name)
+            echo(f"applied {path.name}")
+        try:
+            conn.execute_unnamed("SELECT configure_pool($1, $2)",
+                                 (settings.business_time_zone, settings.link_buffer_minutes))
+        except DatabaseError as exc:
+            fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+            raise MigrationError(
+                f"cannot set time zone {settings.business_time_zone!r} and buffer "
+                f"{settings.link_buffer_minutes} min: {fields.get('M', exc)}") from exc
+        if not applied_now:
+            echo("database is up to date")
+        return applied_now
+    finally:
+        try:
+            conn.execute_simple("SELECT pg_advisory_unlock(%d)" % _LOCK_KEY)
+        finally:
+            conn.close()

@@ -1,0 +1,132 @@
+"""Recording a verified Midtrans notification on its booking, exactly once.
+
+One transaction per notification: lock the booking by order_id (so two notifications for
+one order take turns), check the amount, drop duplicates, apply the state machine from
+payments.py, and append the notification with what it did to payment_notifications.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
+
+from . import logs, payments
+from .db import Database, Transaction
+from .errors import BadRequest
+
+
+@dataclass(frozen=True)
+class Notification:
+    order_id: str
+    status_code: str
+    gross_amount: str
+    transaction_status: str
+    fraud_status: str | None
+    transaction_id: str | None
+    body: dict
+
+    @classmethod
+    def from_body(cls, body: dict) -> "Notification":
+        def text(name, required):
+            value = body.get(name)
+            if value is None and not required:
+                return None
+            if not isinstance(value, str) or not value.strip():
+                raise BadRequest(f"notification field {name} must be a non-empty string")
+            return value
+        return cls(order_id=text("order_id", True), status_code=text("status_code", True),
+                   gross_amount=text("gross_amount", True),
+                   transaction_status=text("transaction_status", True),
+                   fraud_status=text("fraud_status", False),
+                   transaction_id=text("transaction_id", False), body=body)
+
+    def as_reported_by(self, status: dict) -> "Notification":
+        """This notification with the statuses Midtrans's GET Status API reports instead."""
+        return replace(self, transaction_status=str(status.get("transaction_status") or ""),
+                       fraud_status=status.get("fraud_status") or None,
+                       transaction_id=status.get("transaction_id") or self.transaction_id)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    outcome: str                 # see payment_notifications.outcome
+    booking_id: str | None = None
+    payment_status: str | None = None
+    status: str | None = None
+    needs_link: bool = False     # paid and confirmed, holding no link
+    released: tuple | None = None  # (from, until) of a link hold this notification freed
+    detail: str = ""
+
+
+def _amount_matches(gross_amount: str, price: Decimal) -> bool:
+    try:
+        return Decimal(gross_amount) == price
+    except InvalidOperation:
+        return False
+
+
+def _record(tx: Transaction, n: Notification) -> Recorded:
+    booking = tx.one("lock_booking_by_order", order_id=n.order_id)
+
+    def log_row(outcome, before=None, after=None, detail=""):
+        tx.rows("record_notification", order_id=n.order_id, transaction_id=n.transaction_id,
+                transaction_status=n.transaction_status, fraud_status=n.fraud_status,
+                gross_amount=n.gross_amount,
+                booking_id=str(booking["id"]) if booking else None, outcome=outcome,
+                before=before, after=after, detail=detail or None, body=json.dumps(n.body))
+
+    if booking is None:
+        log_row("ignored", detail="unknown order_id")
+        return Recorded("ignored", detail="unknown order_id")
+
+    booking_id, current = str(booking["id"]), booking["payment_status"]
+
+    def result(outcome, payment_status, status, released=None, detail=""):
+        active = payment_status == payments.ACTIVE_PAYMENT and status == "confirmed"
+        holds_link = booking["meeting_link_id"] is not None and released is None
+        return Recorded(outcome, booking_id, payment_status, status,
+                        needs_link=active and not holds_link, released=released, detail=detail)
+
+    if not _amount_matches(n.gross_amount, booking["price"]):
+        detail = f"gross_amount {n.gross_amount} does not match price {booking['price']}"
+        log_row("rejected", current, current, detail)
+        return Recorded("rejected", booking_id, current, booking["status"], detail=detail)
+
+    if tx.one("notification_seen", order_id=n.order_id, transaction_id=n.transaction_id,
+              transaction_status=n.transaction_status, fraud_status=n.fraud_status):
+        log_row("duplicate", current, current)
+        return result("duplicate", current, booking["status"])
+
+    target = payments.target_for(n.transaction_status, n.fraud_status)
+    if target is None:
+        detail = f"transaction_status {n.transaction_status!r} / fraud_status {n.fraud_status!r} is not acted on"
+        log_row("ignored", current, current, detail)
+        return result("ignored", current, booking["status"], detail=detail)
+
+    outcome = payments.outcome(current, target)
+    if outcome != "applied":
+        log_row(outcome, current, current, target.note)
+        return result(outcome, current, booking["status"], detail=target.note)
+
+    status = payments.booking_status_for(target.payment_status, booking["status"])
+    tx.rows("set_payment_state", booking_id=booking_id, payment_status=target.payment_status, status=status)
+    stays_active = target.payment_status == payments.ACTIVE_PAYMENT and status == "confirmed"
+    released = None
+    if booking["meeting_link_id"] is not None and not stays_active:
+        released = (booking["hold_from"], booking["hold_until"])
+    log_row("applied", current, target.payment_status, target.note)
+    return result("applied", target.payment_status, status, released, target.note)
+
+
+def record(db: Database, n: Notification) -> Recorded:
+    recorded = db.run(lambda tx: _record(tx, n))
+    fields = dict(order_id=n.order_id, booking_id=recorded.booking_id,
+                  transaction_status=n.transaction_status, fraud_status=n.fraud_status,
+                  outcome=recorded.outcome, payment_status=recorded.payment_status)
+    if recorded.outcome == "ignored" and recorded.booking_id is None:
+        logs.warning("notification for an unknown order_id ignored", **fields)
+    elif recorded.outcome == "rejected":
+        logs.error("notification rejected: amount mismatch", detail=recorded.detail, **fields)
+    else:
+        logs.info("notification recorded", released_link=recorded.released is not None, **fields)
+    return recorded

@@ -1,0 +1,186 @@
+-- Every query the Python code runs, by name. Parameters are :named.
+
+-- name: lock_booking
+SELECT b.id, b.order_id, b.price, b.payment_status, b.status, b.meeting_link_id,
+       b.needs_manual_link, b.starts_at, b.ends_at, lower(b.link_hold) AS hold_from,
+       upper(b.link_hold) AS hold_until, l.meeting_link
+FROM bookings b LEFT JOIN meeting_links_pool l ON l.id = b.meeting_link_id
+WHERE b.id = :booking_id
+FOR UPDATE OF b
+
+-- name: lock_booking_by_order
+SELECT b.id, b.order_id, b.price, b.payment_status, b.status, b.meeting_link_id,
+       lower(b.link_hold) AS hold_from, upper(b.link_hold) AS hold_until
+FROM bookings b
+WHERE b.order_id = :order_id
+FOR UPDATE
+
+-- name: booking_by_order
+SELECT id, payment_status, status, meeting_link_id, needs_manual_link
+FROM bookings WHERE order_id = :order_id
+
+-- name: claim_free_link
+-- The first enabled link with nothing overlapping the booking's range, in a stable order.
+-- SKIP LOCKED spreads concurrent allocators over different links instead of making them
+-- all queue for the first one.
+SELECT l.id, l.meeting_link
+FROM meeting_links_pool l, bookings me
+WHERE me.id = :booking_id
+  AND l.is_available
+  AND NOT EXISTS (SELECT 1 FROM bookings b
+                  WHERE b.meeting_link_id = l.id AND b.link_hold && me.link_hold)
+ORDER BY l.created_at, l.id
+LIMIT 1
+FOR UPDATE OF l SKIP LOCKED
+
+-- name: claim_free_link_waiting
+-- The same, waiting for links other allocators hold: SKIP LOCKED finding nothing does not
+-- mean the pool is exhausted, only that every free link was being looked at.
+SELECT l.id, l.meeting_link
+FROM meeting_links_pool l, bookings me
+WHERE me.id = :booking_id
+  AND l.is_available
+  AND NOT EXISTS (SELECT 1 FROM bookings b
+                  WHERE b.meeting_link_id = l.id AND b.link_hold && me.link_hold)
+ORDER BY l.created_at, l.id
+LIMIT 1
+FOR UPDATE OF l
+
+-- name: set_booking_link
+UPDATE bookings SET meeting_link_id = :link_id WHERE id = :booking_id
+RETURNING link_assigned_at
+
+-- name: mark_needs_manual_link
+UPDATE bookings SET needs_manual_link = true WHERE id = :booking_id
+
+-- name: waiting_bookings
+-- Paid bookings without a link whose session has not ended, oldest payment first;
+-- optionally only those overlapping a range that was just freed.
+SELECT id FROM bookings
+WHERE payment_status = 'paid' AND status = 'confirmed' AND meeting_link_id IS NULL
+  AND ends_at > now()
+  AND (CAST(:hold_from AS timestamptz) IS NULL
+       OR link_hold && tstzrange(CAST(:hold_from AS timestamptz), CAST(:hold_until AS timestamptz), '[)'))
+ORDER BY paid_at, id
+LIMIT :max_bookings
+
+-- name: notification_seen
+SELECT 1 AS seen FROM payment_notifications
+WHERE order_id = :order_id
+  AND transaction_id IS NOT DISTINCT FROM :transaction_id
+  AND transaction_status = :transaction_status
+  AND fraud_status IS NOT DISTINCT FROM :fraud_status
+  AND outcome IN ('applied', 'unchanged', 'stale')
+LIMIT 1
+
+-- name: record_notification
+INSERT INTO payment_notifications
+    (order_id, transaction_id, transaction_status, fraud_status, gross_amount, booking_id,
+     outcome, payment_status_before, payment_status_after, detail, body)
+VALUES (:order_id, :transaction_id, :transaction_status, :fraud_status, :gross_amount,
+        CAST(:booking_id AS uuid), :outcome, :before, :after, :detail, CAST(:body AS jsonb))
+RETURNING id
+
+-- name: set_payment_state
+-- Leaving the paid, confirmed state releases the link in the same statement: the
+-- bookings_link_requires_active_booking constraint would refuse anything else.
+UPDATE bookings
+SET payment_status = :payment_status,
+    status = :status,
+    needs_manual_link = needs_manual_link AND :payment_status = 'paid' AND :status = 'confirmed',
+    meeting_link_id = CASE WHEN :payment_status = 'paid' AND :status = 'confirmed'
+                           THEN meeting_link_id END
+WHERE id = :booking_id
+
+-- name: booking_by_order_id
+SELECT id, order_id, price, payment_status, status, meeting_link_id FROM bookings
+WHERE order_id = :order_id
+
+-- name: find_link
+SELECT id, meeting_link, is_available, notes, created_at FROM meeting_links_pool
+WHERE id::text = :ref OR meeting_link = :ref
+
+-- name: add_link
+INSERT INTO meeting_links_pool (meeting_link, notes) VALUES (:meeting_link, :notes)
+RETURNING id, meeting_link, is_available, notes
+
+-- name: set_link_available
+UPDATE meeting_links_pool SET is_available = :available WHERE id = :link_id
+RETURNING id, meeting_link, is_available
+
+-- name: upcoming_holds_of_link
+SELECT b.id AS booking_id, lower(b.link_hold) AS hold_from, upper(b.link_hold) AS hold_until
+FROM bookings b WHERE b.meeting_link_id = :link_id AND upper(b.link_hold) > now()
+ORDER BY lower(b.link_hold)
+
+-- name: pool_links
+SELECT l.id, l.meeting_link, l.is_available, l.notes,
+       EXISTS (SELECT 1 FROM bookings b WHERE b.meeting_link_id = l.id
+               AND b.link_hold @> now()) AS in_use_now
+FROM meeting_links_pool l ORDER BY l.created_at, l.id
+
+-- name: link_usage
+-- The seed's "link usage statistics", with the upcoming count in absolute time.
+SELECT ml.id, ml.meeting_link, ml.notes, ml.is_available,
+       COUNT(b.id) AS total_bookings,
+       COUNT(b.id) FILTER (WHERE b.ends_at > now()) AS upcoming_bookings
+FROM meeting_links_pool ml
+LEFT JOIN bookings b ON b.meeting_link_id = ml.id AND b.payment_status = 'paid'
+GROUP BY ml.id, ml.meeting_link, ml.notes, ml.is_available
+ORDER BY total_bookings DESC, ml.created_at
+
+-- name: bookings_waiting_for_link
+SELECT id, order_id, scheduled_date, scheduled_time, duration, starts_at, ends_at, paid_at,
+       needs_manual_link
+FROM bookings
+WHERE payment_status = 'paid' AND status = 'confirmed' AND meeting_link_id IS NULL
+ORDER BY paid_at, id
+
+-- name: free_links_for_slot
+SELECT l.id, l.meeting_link
+FROM meeting_links_pool l
+WHERE l.is_available
+  AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.meeting_link_id = l.id
+                  AND b.link_hold && session_link_hold(CAST(:on_date AS date), CAST(:at_time AS time),
+                                                       CAST(:duration AS integer)))
+ORDER BY l.created_at, l.id
+
+-- name: set_link_by_hand
+UPDATE bookings SET meeting_link_id = CAST(:link_id AS uuid) WHERE id = :booking_id
+RETURNING id
+
+-- name: cancel_booking
+UPDATE bookings SET status = 'cancelled', meeting_link_id = NULL, needs_manual_link = false
+WHERE id = :booking_id
+
+-- name: capacity_by_day
+-- For each local day from today: the most sessions holding (or owed) a link at one instant,
+-- against the number of enabled links. Ends sort before starts at the same instant, as the
+-- ranges are half-open.
+WITH zone AS (SELECT time_zone FROM pool_settings),
+days AS (
+    SELECT d::date AS day,
+           tstzrange(d::date::timestamp AT TIME ZONE zone.time_zone,
+                     (d::date + 1)::timestamp AT TIME ZONE zone.time_zone) AS span
+    FROM zone, generate_series((now() AT TIME ZONE zone.time_zone)::date,
+                               (now() AT TIME ZONE zone.time_zone)::date + CAST(:days AS integer) - 1,
+                               interval '1 day') AS d),
+events AS (
+    SELECT days.day, e.at, e.delta
+    FROM days
+    JOIN bookings b ON b.link_hold && days.span
+                   AND b.payment_status = 'paid' AND b.status = 'confirmed'
+    CROSS JOIN LATERAL (VALUES (greatest(lower(b.link_hold), lower(days.span)), 1),
+                               (least(upper(b.link_hold), upper(days.span)), -1)) AS e(at, delta)),
+load AS (
+    SELECT day, sum(delta) OVER (PARTITION BY day ORDER BY at, delta
+                                 ROWS UNBOUNDED PRECEDING) AS concurrent
+    FROM events)
+SELECT days.day, COALESCE(max(load.concurrent), 0)::integer AS peak,
+       (SELECT count(*) FROM meeting_links_pool WHERE is_available)::integer AS pool_size,
+       (SELECT count(*) FROM events e WHERE e.day = days.day AND e.delta = 1)::integer AS sessions
+FROM days LEFT JOIN load ON load.day = days.day
+GROUP BY days.day ORDER BY days.day
+
+-- name: now
+SELECT now() AS now

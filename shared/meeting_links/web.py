@@ -1,0 +1,102 @@
+"""The HTTP edge shared by both functions: parsing requests and the one table that turns
+each failure kind into a status code and a JSON body."""
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Callable
+
+from . import logs
+from .config import settings
+from .errors import (AmountMismatch, BadRequest, BookingNotFound, BookingNotPaid, ConfigurationError,
+                     MeetingLinksError, MethodNotAllowed, PayloadTooLarge, PoolExhausted,
+                     TransientError, Unauthorized)
+
+MAX_BODY_BYTES = 64 * 1024
+
+# First match wins, so subclasses come before their bases.
+STATUS_FOR = (
+    (PayloadTooLarge, 413),
+    (AmountMismatch, 400),
+    (BadRequest, 400),
+    (Unauthorized, 401),
+    (BookingNotFound, 404),
+    (MethodNotAllowed, 405),
+    (PoolExhausted, 409),
+    (BookingNotPaid, 409),
+    (TransientError, 503),
+    (ConfigurationError, 500),
+)
+
+JSON = {"Content-Type": "application/json"}
+
+
+def _response(body: dict, status: int, headers: dict | None = None):
+    return json.dumps(body), status, {**JSON, **(headers or {})}
+
+
+def error_response(exc: Exception):
+    for kind, status in STATUS_FOR:
+        if isinstance(exc, kind):
+            break
+    else:
+        status = 500
+    body = {"success": False, "error": str(exc) if status != 500 else "Internal error"}
+    if status == 500 and isinstance(exc, ConfigurationError):
+        body["error"] = "Service misconfigured"
+    if isinstance(exc, PoolExhausted):
+        body["requiresManualAssignment"] = True
+    headers = {}
+    if status == 405:
+        headers["Allow"] = "POST"
+    if status == 503:
+        headers["Retry-After"] = "60"
+    return _response(body, status, headers)
+
+
+def handle(request, work: Callable[[object], tuple[dict, int]]):
+    """Runs work(request) and answers JSON; every failure becomes its mapped status."""
+    logs.bind_trace(request.headers.get("X-Cloud-Trace-Context"), settings().google_cloud_project)
+    try:
+        body, status = work(request)
+        return _response(body, status)
+    except MeetingLinksError as exc:
+        status = error_response(exc)[1]
+        if status >= 500:
+            logs.error("request failed", error=type(exc).__name__, detail=str(exc))
+        elif status in (401, 413):
+            logs.warning("request refused", error=type(exc).__name__, detail=str(exc))
+        return error_response(exc)
+    except Exception as exc:  # a bug: log it, answer 500, keep the instance serving
+        logs.error("unexpected error", error=type(exc).__name__, detail=str(exc))
+        return error_response(exc)
+
+
+def require_post(request) -> None:
+    if request.method != "POST":
+        raise MethodNotAllowed(f"method {request.method} not allowed; use POST")
+
+
+def json_object(request) -> dict:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
+    raw = request.get_data(cache=True)
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+def uuid_field(body: dict, name: str) -> str:
+    value = body.get(name)
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise BadRequest(f"{name} must be a UUID string") from None
