@@ -1,0 +1,31 @@
+"""assign_meeting_link: POST {"bookingId": "<uuid>"} gives that paid booking a free link
+from the pool; POST {"sweep": true} does so for every paid booking still without one.
+Private: see meeting_links.internal_auth."""
+import functions_framework
+
+from meeting_links import allocation, web
+from meeting_links.config import settings
+from meeting_links.db import database
+from meeting_links.internal_auth import authenticate_caller
+
+
+@functions_framework.http
+def assign_meeting_link(request):
+    return web.handle(request, _assign)
+
+
+def _assign(request):
+    web.require_post(request)
+    config = settings()
+    authenticate_caller(request.headers.get("Authorization"), config)
+    body = web.json_object(request)
+    if body.get("sweep") is True:
+        swept = allocation.serve_waiting(database(config))
+        return {"success": True, "assigned": swept.assigned, "waiting": swept.waiting}, 200
+    booking_id = web.uuid_field(body, "bookingId")
+    assignment = allocation.assign(database(config), booking_id)
+    answer = {"success": True, "meetingLink": assignment.meeting_link,
+              "meetingLinkId": assignment.link_id}
+    if assignment.already_assigned:
+        answer["alreadyAssigned"] = True
+    return answer, 200
