@@ -64,6 +64,9 @@ CREATE TABLE bookings (
     link_assigned_at  timestamptz,
     -- The pool had no free link when we tried; support should look (cleared on assignment).
     needs_manual_link boolean       NOT NULL DEFAULT false,
+    -- Set when support cancels the booking: that decision stands whatever payments do later,
+    -- unlike a cancellation that follows a failed or refunded payment.
+    cancelled_by_admin_at timestamptz,
     -- Derived by bookings_derive() from the columns above; never written by hand.
     starts_at         timestamptz   NOT NULL,
     ends_at           timestamptz   NOT NULL,
@@ -88,6 +91,11 @@ CREATE FUNCTION bookings_derive() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     link_enabled boolean;
 BEGIN
+    -- Checked here because the range below is derived before CHECK constraints run.
+    IF NEW.duration IS NULL OR NEW.duration NOT BETWEEN 1 AND 1440 THEN
+        RAISE EXCEPTION 'duration must be between 1 and 1440 minutes, got %', NEW.duration
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'bookings_duration_check';
+    END IF;
     NEW.link_hold := session_link_hold(NEW.scheduled_date, NEW.scheduled_time, NEW.duration);
     NEW.starts_at := lower(NEW.link_hold);
     NEW.ends_at   := NEW.starts_at + make_interval(mins => NEW.duration);

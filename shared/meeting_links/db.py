@@ -163,6 +163,12 @@ class Database:
             yield conn
         except _ConnectionLost:
             healthy = False
+            # Connections die together (a restart, a failover, an idle timeout on the way):
+            # drop the idle ones too, so the retry opens a fresh connection.
+            with self._lock:
+                idle, self._idle = self._idle, []
+            for stale in idle:
+                _close_quietly(stale)
             raise
         finally:
             if conn is not None:

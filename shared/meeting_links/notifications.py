@@ -108,7 +108,7 @@ def _record(tx: Transaction, n: Notification) -> Recorded:
         log_row(outcome, current, current, target.note)
         return result(outcome, current, booking["status"], detail=target.note)
 
-    status = payments.booking_status_for(target.payment_status, booking["status"])
+    status = payments.booking_status_for(target.payment_status, booking["cancelled_by_admin"])
     tx.rows("set_payment_state", booking_id=booking_id, payment_status=target.payment_status, status=status)
     stays_active = target.payment_status == payments.ACTIVE_PAYMENT and status == "confirmed"
     released = None

@@ -71,9 +71,9 @@ def outcome(current_payment_status: str, target: Target) -> str:
     return "stale"
 
 
-def booking_status_for(payment_status: str, current_status: str) -> str:
+def booking_status_for(payment_status: str, cancelled_by_admin: bool) -> str:
     """The booking's status once its payment is in payment_status. An admin's cancellation
     stands whatever the payment does later."""
-    if current_status == "cancelled" or payment_status not in NOT_YET_PAID | {ACTIVE_PAYMENT}:
+    if cancelled_by_admin or payment_status not in NOT_YET_PAID | {ACTIVE_PAYMENT}:
         return "cancelled"
     return "confirmed" if payment_status == ACTIVE_PAYMENT else "pending"

@@ -10,6 +10,7 @@ FOR UPDATE OF b
 
 -- name: lock_booking_by_order
 SELECT b.id, b.order_id, b.price, b.payment_status, b.status, b.meeting_link_id,
+       b.cancelled_by_admin_at IS NOT NULL AS cancelled_by_admin,
        lower(b.link_hold) AS hold_from, upper(b.link_hold) AS hold_until
 FROM bookings b
 WHERE b.order_id = :order_id
@@ -150,7 +151,8 @@ UPDATE bookings SET meeting_link_id = CAST(:link_id AS uuid) WHERE id = :booking
 RETURNING id
 
 -- name: cancel_booking
-UPDATE bookings SET status = 'cancelled', meeting_link_id = NULL, needs_manual_link = false
+UPDATE bookings SET status = 'cancelled', meeting_link_id = NULL, needs_manual_link = false,
+                    cancelled_by_admin_at = COALESCE(cancelled_by_admin_at, now())
 WHERE id = :booking_id
 
 -- name: capacity_by_day

@@ -1,0 +1,26 @@
+# make run   install, create and migrate the local database, serve both functions
+# make test  install and run the test suite (needs PostgreSQL at 127.0.0.1:5432)
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: install run migrate test bench drill clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/meeting-links local
+
+migrate: install
+	$(BIN)/meeting-links migrate
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

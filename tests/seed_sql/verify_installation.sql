@@ -1,0 +1,1 @@
+SELECT * FROM meeting_links_pool ORDER BY created_at;
