@@ -34,7 +34,7 @@ def test_exhausted_pool_marks_the_booking_for_manual_assignment(conn, db, capsys
         allocation.assign(db, fourth)
     state = booking(conn, fourth)
     assert state["needs_manual_link"] is True and state["link_id"] is None
-    assert '"severity": "ERROR"' in capsys.readouterr().out
+    assert '"severity": "ERROR"' in capsys.readouterr().err
     # Later in the day the pool is free again.
     later = paid(conn, time="15:00")["id"]
     assert allocation.assign(db, later).meeting_link == "https://meet.google.com/kcw-ebey-pqu"

@@ -1,5 +1,7 @@
-"""Structured logs: one JSON object per line on stdout, in the shape Cloud Logging reads
-(severity, message, trace). Callers pass ids as fields; never secrets or signatures."""
+"""Structured logs: one JSON object per line on stderr, in the shape Cloud Logging reads
+(severity, message, trace). stderr, so that a command's own output on stdout stays clean;
+Cloud Logging parses JSON lines on either stream. Callers pass ids as fields; never secrets
+or signatures."""
 from __future__ import annotations
 
 import contextvars
@@ -23,8 +25,8 @@ def log(severity: str, message: str, **fields) -> None:
     if trace:
         entry["logging.googleapis.com/trace"] = trace
     entry.update({k: v for k, v in fields.items() if v is not None})
-    sys.stdout.write(json.dumps(entry, default=str) + "\n")
-    sys.stdout.flush()
+    sys.stderr.write(json.dumps(entry, default=str) + "\n")
+    sys.stderr.flush()
 
 
 def info(message: str, **fields) -> None:

@@ -1,0 +1,139 @@
+"""The support team's command line, against the real database."""
+import json
+
+import pytest
+
+from meeting_links import cli
+
+from support import booking, insert_booking
+
+
+@pytest.fixture
+def admin(database_url, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    def run(*argv):
+        code = cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    def as_json(*argv):
+        code, out, err = run(*argv, "--json")
+        assert code == 0, err
+        return json.loads(out)
+    run.json = as_json
+    return run
+
+
+def paid(conn, **kw):
+    return insert_booking(conn, payment_status="paid", status="confirmed", **kw)
+
+
+def test_pool_status_table_and_json(admin, conn, seed_links):
+    now = conn.run("SELECT (now() AT TIME ZONE 'Asia/Jakarta')::date::text, to_char(now() AT TIME ZONE 'Asia/Jakarta', 'HH24:MI')")[0]
+    b = paid(conn, date=now[0], time=now[1], duration=120)
+    admin("bookings", "assign", b["id"])
+    code, out, _ = admin("pool", "status")
+    assert code == 0 and "3 links: 3 enabled, 1 in use now, 0 disabled" in out
+    rows = admin.json("pool", "status")
+    busy = [r for r in rows if r["in_use_now"]]
+    assert len(busy) == 1 and busy[0]["meeting_link"] == seed_links[0]["meeting_link"]
+    assert busy[0]["next_free_at"] > rows[1]["next_free_at"]  # free only after the session
+
+
+def test_add_disable_enable_and_usage(admin, conn):
+    code, out, _ = admin("links", "add", "https://meet.google.com/abc-defg-hij", "--notes", "Dec")
+    assert code == 0 and "Link added" in out
+    code, _, err = admin("links", "add", "https://meet.google.com/abc-defg-hij")
+    assert code == 2 and "already in the pool" in err
+    code, _, err = admin("links", "add", "ftp://nope")
+    assert code == 2 and "not an https:// URL" in err
+    assert admin.json("links", "disable", "https://meet.google.com/abc-defg-hij")[0]["enabled"] is False
+    assert admin.json("links", "enable", "https://meet.google.com/abc-defg-hij")[0]["enabled"] is True
+    code, _, err = admin("links", "disable", "https://meet.google.com/unknown")
+    assert code == 2 and "no link in the pool" in err
+    b = paid(conn)
+    admin("bookings", "assign", b["id"])
+    usage = admin.json("links", "usage")
+    assert usage[0]["total_bookings"] == 1 and len(usage) == 4
+
+
+def test_waiting_free_and_manual_assignment(admin, conn, set_links):
+    links = set_links(2)
+    a, b, c = paid(conn), paid(conn), paid(conn)
+    admin("bookings", "assign", a["id"])
+    admin("bookings", "assign", b["id"])
+    code, _, err = admin("bookings", "assign", c["id"])
+    assert code == 2 and "No available meeting links" in err
+    waiting = admin.json("bookings", "waiting")
+    assert [w["id"] for w in waiting] == [c["id"]] and waiting[0]["needs_manual_link"] is True
+    assert admin.json("links", "free", "--date", "2030-01-07", "--time", "14:00", "--duration", "60") == []
+    free_later = admin.json("links", "free", "--date", "2030-01-07", "--time", "15:00", "--duration", "60")
+    assert [f["id"] for f in free_later] == links
+
+    # A chosen link that is busy is refused by the database with a clear message.
+    code, _, err = admin("bookings", "assign", c["id"], "--link", links[0])
+    assert code == 2 and "already used by an overlapping booking" in err
+    unpaid = insert_booking(conn, time="18:00")
+    code, _, err = admin("bookings", "assign", unpaid["id"], "--link", links[0])
+    assert code == 2 and "only a paid, confirmed booking" in err
+    admin("links", "disable", links[1])
+    later = paid(conn, time="20:00")
+    code, _, err = admin("bookings", "assign", later["id"], "--link", links[1])
+    assert code == 2 and "is disabled" in err
+    # Cancelling frees a link, which the waiting booking then gets.
+    admin("links", "enable", links[1])
+    assert admin.json("bookings", "cancel", a["id"])[0]["waiting_bookings_assigned"] == 1
+    assert booking(conn, c["id"])["link_id"] == links[0]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["bookings", "assign", "not-a-uuid"], "must be a UUID"),
+    (["bookings", "assign", "00000000-0000-4000-8000-000000000000"], "not found"),
+    (["bookings", "cancel", "00000000-0000-4000-8000-000000000000"], "not found"),
+    (["links", "free", "--date", "2030-13-45", "--time", "10:00", "--duration", "60"], "YYYY-MM-DD"),
+    (["links", "free", "--date", "2030-01-01", "--time", "10:00", "--duration", "0"], "between 1 and 1440"),
+    (["pool", "capacity", "--days", "0"], "between 1 and 366"),
+])
+def test_clear_errors(admin, conn, argv, message):
+    code, _, err = admin(*argv)
+    assert code == 2 and message in err
+
+
+def test_unreachable_database_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/none")
+    assert cli.main(["pool", "status"]) == 2
+    assert "cannot be reached" in capsys.readouterr().err
+
+
+def test_capacity_report_warns_when_the_pool_is_full(admin, conn):
+    today = conn.run("SELECT ((now() AT TIME ZONE 'Asia/Jakarta')::date + 1)::text")[0][0]
+    for t in ("10:00", "10:30", "10:45"):
+        paid(conn, date=today, time=t, duration=60)
+    paid(conn, date=today, time="13:00", duration=60)
+    report = admin.json("pool", "capacity", "--days", "3")
+    tomorrow = report[1]
+    assert (tomorrow["sessions"], tomorrow["peak_concurrent"], tomorrow["pool_size"]) == (4, 3, 3)
+    assert tomorrow["warning"] == "FULL"
+    paid(conn, date=today, time="10:50", duration=10)
+    assert admin.json("pool", "capacity", "--days", "2")[1]["warning"].startswith("OVER: 1")
+    assert report[0]["peak_concurrent"] == 0 and report[0]["warning"] == ""
+
+
+def test_sign_prints_a_correctly_signed_notification(admin, conn, monkeypatch):
+    from meeting_links import signature
+    monkeypatch.setenv("MIDTRANS_SERVER_KEY", "SB-Mid-server-xyz")
+    b = insert_booking(conn, price=125000)
+    code, out, _ = admin("sign", b["order_id"], "--status", "capture", "--fraud-status", "accept")
+    body = json.loads(out)
+    assert (body["gross_amount"], body["transaction_status"], body["fraud_status"]) == ("125000.00", "capture", "accept")
+    signature.verify(body, "SB-Mid-server-xyz")
+
+
+def test_sign_and_send_to_the_webhook(admin, conn, webhook_server, monkeypatch):
+    from support import SERVER_KEY
+    monkeypatch.setenv("MIDTRANS_SERVER_KEY", SERVER_KEY)
+    b = insert_booking(conn)
+    code, out, _ = admin("sign", b["order_id"], "--send", webhook_server.url)
+    assert code == 0 and "HTTP 200" in out
+    assert booking(conn, b["id"])["link_id"]
