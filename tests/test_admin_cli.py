@@ -130,6 +130,15 @@ def test_sign_prints_a_correctly_signed_notification(admin, conn, monkeypatch):
     signature.verify(body, "SB-Mid-server-xyz")
 
 
+def test_sign_without_a_key_uses_the_local_development_key(admin, conn, monkeypatch):
+    from meeting_links import local_stack, signature
+    monkeypatch.delenv("MIDTRANS_SERVER_KEY", raising=False)
+    b = insert_booking(conn)
+    code, out, err = admin("sign", b["order_id"])
+    assert code == 0 and "local development key" in err
+    signature.verify(json.loads(out), local_stack.LOCAL_SERVER_KEY)
+
+
 def test_sign_and_send_to_the_webhook(admin, conn, webhook_server, monkeypatch):
     from support import SERVER_KEY
     monkeypatch.setenv("MIDTRANS_SERVER_KEY", SERVER_KEY)

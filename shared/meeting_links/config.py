@@ -26,9 +26,9 @@ class Settings:
     db_iam_auth: bool = False
     db_ip_type: str = "public"
     db_pool_size: int = 4
-    db_timeout_s: float = 4.0
-    db_statement_timeout_ms: int = 3000
-    db_lock_timeout_ms: int = 2000
+    db_timeout_s: float = 3.0
+    db_statement_timeout_ms: int = 2000
+    db_lock_timeout_ms: int = 1000
 
     business_time_zone: str = "Asia/Jakarta"
     link_buffer_minutes: int = 0
@@ -37,12 +37,12 @@ class Settings:
     midtrans_verify_with_status_api: bool = False
     midtrans_is_production: bool = False
     midtrans_api_base_url: str = ""
-    midtrans_api_timeout_s: float = 2.5
+    midtrans_api_timeout_s: float = 2.0
 
     assign_meeting_link_url: str = ""
     internal_api_token: str = ""
     trust_cloud_run_iam: bool = False
-    assign_call_timeout_s: float = 3.0
+    assign_call_timeout_s: float = 2.5
 
     google_cloud_project: str = ""
     running_on_cloud_run: bool = False
