@@ -140,3 +140,10 @@ def webhook_server(database_url, assign_server):
         "DB_POOL_SIZE": "8"}).start()
     yield server
     server.stop()
+
+
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("default", max_examples=40)
+_hypothesis_settings.register_profile("drill", max_examples=1000)
+_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

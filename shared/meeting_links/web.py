@@ -84,12 +84,36 @@ def json_object(request) -> dict:
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("body must be a JSON object") from None
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
+    _check_text(body)
     return body
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity: Python accepts them, JSON does not
+
+
+def _check_text(value) -> None:
+    """PostgreSQL stores neither NUL characters nor lone surrogates, in text or jsonb:
+    refuse them here as bad input rather than fail later as a server error."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item)
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest("body holds invalid Unicode") from None
+        if "\x00" in value:
+            raise BadRequest("body holds a NUL character")
 
 
 def uuid_field(body: dict, name: str) -> str:
