@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -88,8 +89,9 @@ class FunctionServer:
         import tempfile
         self.log = tempfile.NamedTemporaryFile(prefix="fnserver-", suffix=".log", delete=False)
         self.log_path = self.log.name
+        # Its own process group, so that stop() reaches gunicorn's workers too.
         self.proc = subprocess.Popen(self.command, env=self.env, cwd=self.cwd,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -116,12 +118,17 @@ class FunctionServer:
         return entries
 
     def stop(self) -> None:
+        """Stops the server now: SIGINT is gunicorn's quick shutdown (SIGTERM would wait for
+        keep-alive clients, and its workers would go on serving meanwhile)."""
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
             try:
-                self.proc.wait(timeout=10)
+                os.killpg(self.proc.pid, signal.SIGINT)
+                self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            except ProcessLookupError:
+                self.proc.wait()
 
     def post(self, body, **kwargs) -> requests.Response:
         return requests.post(self.url, json=body, timeout=20, **kwargs)

@@ -55,25 +55,23 @@ class Transaction:
         self._conn = conn
 
     def rows(self, name: str, **params) -> list[dict]:
-        statement, make_values = _statement(name)
-        context = self._conn.execute_unnamed(statement, make_values(params))
-        if context.rows is None:
+        # Prepared once per connection: parsing and planning each time cost more than
+        # running these short queries.
+        prepared = getattr(self._conn, "_meeting_links_prepared", None)
+        if prepared is None:
+            prepared = self._conn._meeting_links_prepared = {}
+        if name not in prepared:
+            prepared[name] = pg8000.native.PreparedStatement(self._conn, query(name))
+        statement = prepared[name]
+        found = statement.run(**params)
+        if found is None:
             return []
-        names = [c["name"] for c in context.columns]
-        return [dict(zip(names, row)) for row in context.rows]
+        names = [c["name"] for c in statement.columns]
+        return [dict(zip(names, row)) for row in found]
 
     def one(self, name: str, **params) -> dict | None:
         found = self.rows(name, **params)
         return found[0] if found else None
-
-
-_statements: dict[str, tuple] = {}
-
-
-def _statement(name: str):
-    if name not in _statements:
-        _statements[name] = pg8000.native.to_statement(query(name))
-    return _statements[name]
 
 
 def _url_connector(settings: Settings) -> Callable[[], object]:

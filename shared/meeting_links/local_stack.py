@@ -94,7 +94,7 @@ def run(webhook_port: int = 8080, assign_port: int = 8081) -> int:
     def stop(*_):
         for p in procs:
             if p.poll() is None:
-                p.terminate()
+                p.send_signal(signal.SIGINT)  # gunicorn's quick shutdown; SIGTERM waits for clients
     signal.signal(signal.SIGTERM, stop)
     try:
         procs.append(subprocess.Popen(function_command("assign_meeting_link", assign_port), env=env))

@@ -1,0 +1,434 @@
+"""Benchmarks: allocation latency as history grows, contention for one slot, end to end over
+HTTP, and cold starts; each compared in the same run with a baseline. Writes
+docs/benchmarks.md (and .json) and prints the report.
+
+    python -m benchmarks.run                 # the full run (make bench), about 15 minutes
+    python -m benchmarks.run --quick         # small sizes, to check the benchmark itself
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import queue
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import requests
+
+from meeting_links import allocation, config, db as db_module, migrations
+from meeting_links.errors import PoolExhausted
+from meeting_links.local_stack import ensure_database
+from tests.support import INTERNAL_TOKEN, REPO, SERVER_KEY, FunctionServer, notification
+
+HERE = Path(__file__).resolve().parent
+SLOTS_PER_YEAR = 365 * 48  # half-hour slots
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+
+
+def ms(seconds):
+    return round(seconds * 1000, 3)
+
+
+class Bench:
+    def __init__(self, url: str):
+        self.url = url
+        self.settings = config.from_environment({"DATABASE_URL": url, "DB_TIMEOUT_S": "60",
+                                                 "DB_POOL_SIZE": "64", "DB_LOCK_TIMEOUT_MS": "30000",
+                                                 "DB_STATEMENT_TIMEOUT_MS": "60000"})
+        self.conn = self.connect()
+
+    def connect(self):
+        conn = db_module.connector_for(self.settings)()
+        conn.execute_simple("SET TIME ZONE 'UTC'")
+        conn.execute_simple("SET statement_timeout = 0")
+        return conn
+
+    def sql(self, text, *args):
+        return self.conn.execute_unnamed(text, args).rows if args else self.conn.execute_simple(text).rows
+
+    # --- data ---------------------------------------------------------------------------
+
+    def reset(self, links: int):
+        self.sql("SET session_replication_role = replica")
+        self.sql("TRUNCATE payment_notifications, bookings")
+        self.sql("SET session_replication_role = DEFAULT")
+        self.sql("DELETE FROM meeting_links_pool")
+        self.sql("INSERT INTO meeting_links_pool (meeting_link, created_at) SELECT"
+                 " 'https://meet.google.com/bench-' || i, now() + make_interval(secs => i)"
+                 " FROM generate_series(0, CAST($1 AS integer) - 1) i", links)
+
+    def load_history(self, bookings: int, links: int):
+        """A year (2030) of half-hour sessions: the k-th booking of a slot holds link k while
+        70% of the pool is in use, the rest expired. Then the same rows for the baseline."""
+        in_use = max(1, int(links * 0.7))
+        self.sql("DROP TABLE IF EXISTS bench_links")
+        self.sql("CREATE TABLE bench_links AS SELECT id, row_number() OVER (ORDER BY created_at, id) - 1 AS k"
+                 " FROM meeting_links_pool")
+        self.sql(
+            "INSERT INTO bookings (user_id, expert_id, session_type, scheduled_date, scheduled_time, duration,"
+            " price, payment_status, status, order_id, meeting_link_id)"
+            " SELECT 'u', 'e', 'K', date '2030-01-01' + (s / 48), make_time((s % 48) / 2, (s % 2) * 30, 0), 30,"
+            " 100000, CASE WHEN k < CAST($2 AS integer) THEN 'paid' ELSE 'expired' END,"
+            " CASE WHEN k < CAST($2 AS integer) THEN 'confirmed' ELSE 'cancelled' END, 'H-' || i,"
+            " (SELECT id FROM bench_links l WHERE l.k = g.k AND g.k < CAST($2 AS integer))"
+            f" FROM generate_series(0, CAST($1 AS integer) - 1) i, LATERAL (SELECT i % {SLOTS_PER_YEAR} AS s,"
+            f" i / {SLOTS_PER_YEAR} AS k) g", bookings, in_use)
+        self.sql((HERE / "seed_baseline.sql").read_text())
+        self.sql("ANALYZE")
+
+    def new_bookings(self, count: int, rng: random.Random, day_range=(0, 365), base="2030-01-01"):
+        """Paid bookings at random times, offset a quarter hour so each spans two history slots;
+        the same rows go into the baseline's table."""
+        made = []
+        for _ in range(count):
+            day, minute = rng.randrange(*day_range), rng.randrange(0, 24 * 60 - 60, 15)
+            row = self.sql(
+                "INSERT INTO bookings (user_id, expert_id, session_type, scheduled_date, scheduled_time,"
+                " duration, price, payment_status, status, order_id) VALUES ('u', 'e', 'K',"
+                " CAST($1 AS date) + CAST($2 AS integer), make_time(CAST($3 AS integer), CAST($4 AS integer), 0),"
+                " 30, 100000, 'paid', 'confirmed', $5)"
+                " RETURNING id::text, scheduled_date, scheduled_time, duration",
+                base, day, minute // 60, minute % 60, f"N-{uuid.uuid4()}")[0]
+            self.sql("INSERT INTO seed_bookings (id, scheduled_date, scheduled_time, duration, payment_status)"
+                     " VALUES ($1, $2, $3, $4, 'paid')", *row)
+            made.append(row)
+        return made
+
+
+def seed_assign(conn, row):
+    """The seed's two steps: find a link, then update the booking."""
+    found = conn.execute_unnamed("SELECT id FROM seed_find_available_meeting_link(CAST($1 AS date), CAST($2 AS time), CAST($3 AS integer))",
+                                 (row[1], row[2], row[3])).rows
+    if found:
+        conn.execute_unnamed("UPDATE seed_bookings SET meeting_link_id = $1 WHERE id = $2", (found[0][0], row[0]))
+    return bool(found)
+
+
+def global_lock_assign(conn, row):
+    conn.execute_simple("BEGIN")
+    conn.execute_simple("SELECT pg_advisory_xact_lock(42)")
+    got = seed_assign(conn, row)
+    conn.execute_simple("COMMIT")
+    return got
+
+
+# --- (a) allocation latency ------------------------------------------------------------------
+
+def allocation_latency(bench: Bench, sizes, pools, per_config: int, rng) -> list[dict]:
+    rows = []
+    for history in sizes:
+        for links in pools:
+            started = time.monotonic()
+            bench.reset(links)
+            bench.load_history(history, links)
+            load_s = time.monotonic() - started
+            fresh = bench.new_bookings(per_config + 20, rng)
+            database = db_module.Database(bench.settings)
+            ours, assigned = [], 0
+            for i, row in enumerate(fresh):
+                t = time.perf_counter()
+                try:
+                    allocation.assign(database, row[0])
+                    assigned += i >= 20
+                except PoolExhausted:
+                    pass
+                if i >= 20:  # the first 20 warm the pool and caches
+                    ours.append(time.perf_counter() - t)
+            database.close()
+            seed_conn, seed = bench.connect(), []
+            for i, row in enumerate(fresh):
+                t = time.perf_counter()
+                seed_assign(seed_conn, row)
+                if i >= 20:
+                    seed.append(time.perf_counter() - t)
+            seed_conn.close()
+            result = {"history": history, "links": links, "load_s": round(load_s, 1),
+                      "ours_p50_ms": ms(percentile(ours, 50)), "ours_p99_ms": ms(percentile(ours, 99)),
+                      "seed_p50_ms": ms(percentile(seed, 50)), "seed_p99_ms": ms(percentile(seed, 99)),
+                      "assigned": assigned, "attempts": len(ours)}
+            result["p50_ratio"] = round(result["ours_p50_ms"] / result["seed_p50_ms"], 2)
+            result["p99_ratio"] = round(result["ours_p99_ms"] / result["seed_p99_ms"], 2)
+            print("allocation", result, flush=True)
+            rows.append(result)
+    return rows
+
+
+# --- (b) contention ---------------------------------------------------------------------------
+
+def contention(bench: Bench, levels, pools) -> list[dict]:
+    results = []
+    total_links = bench.sql("SELECT count(*) FROM meeting_links_pool")[0][0]
+    for links in pools:
+        if links > total_links:
+            continue
+        bench.sql("UPDATE meeting_links_pool SET is_available = (id IN (SELECT id FROM meeting_links_pool"
+                  " ORDER BY created_at, id LIMIT CAST($1 AS integer)))", links)
+        for k in levels:
+            for strategy in ("ours", "seed", "global lock"):
+                bench.sql("DELETE FROM bookings WHERE scheduled_date = '2032-06-01'")
+                bench.sql("DELETE FROM seed_bookings WHERE scheduled_date = '2032-06-01'")
+                rows = []
+                for _ in range(k):
+                    row = bench.sql(
+                        "INSERT INTO bookings (user_id, expert_id, session_type, scheduled_date, scheduled_time,"
+                        " duration, price, payment_status, status, order_id) VALUES ('u','e','K','2032-06-01',"
+                        " '10:00', 60, 100000, 'paid', 'confirmed', $1) RETURNING id::text, scheduled_date,"
+                        " scheduled_time, duration", f"C-{uuid.uuid4()}")[0]
+                    bench.sql("INSERT INTO seed_bookings (id, scheduled_date, scheduled_time, duration,"
+                              " payment_status) VALUES ($1, $2, $3, $4, 'paid')", *row)
+                    rows.append(row)
+                results.append(_contend(bench, strategy, rows, links))
+                print("contention", results[-1], flush=True)
+    bench.sql("UPDATE meeting_links_pool SET is_available = true")
+    return results
+
+
+def _contend(bench: Bench, strategy: str, rows, links: int) -> dict:
+    k, pool_size = len(rows), min(len(rows), 64)
+    barrier = threading.Barrier(k)
+    latencies = [0.0] * k
+    if strategy == "ours":
+        database = db_module.Database(bench.settings)
+        # Open the connections first, as the baselines do, so that only assignments are timed.
+        warm = threading.Barrier(pool_size)
+
+        def hold(_):
+            with database.transaction() as tx:
+                tx.one("now")
+                warm.wait()
+        with ThreadPoolExecutor(pool_size) as pool:
+            list(pool.map(hold, range(pool_size)))
+
+        def work(i):
+            barrier.wait()
+            t = time.perf_counter()
+            try:
+                allocation.assign(database, rows[i][0])
+            except PoolExhausted:
+                pass
+            latencies[i] = time.perf_counter() - t
+    else:
+        conns: queue.Queue = queue.Queue()
+        for _ in range(pool_size):
+            conns.put(bench.connect())
+        step = seed_assign if strategy == "seed" else global_lock_assign
+
+        def work(i):
+            barrier.wait()
+            t = time.perf_counter()
+            conn = conns.get()
+            try:
+                step(conn, rows[i])
+            finally:
+                conns.put(conn)
+            latencies[i] = time.perf_counter() - t
+    started = time.perf_counter()
+    with ThreadPoolExecutor(k) as pool:
+        list(pool.map(work, range(k)))
+    wall = time.perf_counter() - started
+    if strategy == "ours":
+        database.close()
+        table = "bookings"
+    else:
+        while not conns.empty():
+            conns.get().close()
+        table = "seed_bookings"
+    assigned = bench.sql(f"SELECT count(*) FROM {table} WHERE scheduled_date = '2032-06-01'"
+                         " AND meeting_link_id IS NOT NULL")[0][0]
+    # Every booking here is 10:00-11:00 on the same day: two on one link is a double booking.
+    doubled = bench.sql(f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {table}"
+                        " WHERE scheduled_date = '2032-06-01' AND meeting_link_id IS NOT NULL"
+                        " GROUP BY meeting_link_id) x")[0][0]
+    return {"strategy": strategy, "concurrency": k, "links": links, "throughput_per_s": round(k / wall, 1),
+            "p99_ms": ms(percentile(latencies, 99)), "assigned": assigned, "double_bookings": int(doubled)}
+
+
+# --- (c) end to end ----------------------------------------------------------------------------
+
+def end_to_end(bench: Bench, levels, requests_per_level: int, rng) -> list[dict]:
+    bench.sql("UPDATE meeting_links_pool SET is_available = true")
+    env = {"DATABASE_URL": bench.url, "INTERNAL_API_TOKEN": INTERNAL_TOKEN, "DB_POOL_SIZE": "8"}
+    assign = FunctionServer("assign_meeting_link", env).start()
+    webhook = FunctionServer("midtrans_webhook", {**env, "MIDTRANS_SERVER_KEY": SERVER_KEY,
+                                                  "ASSIGN_MEETING_LINK_URL": assign.url}).start()
+    ok = FunctionServer("ok", {}, source=HERE / "ok_function" / "main.py").start()
+    results = []
+    try:
+        for c in levels:
+            orders = []
+            for _ in range(requests_per_level):
+                day, minute = rng.randrange(0, 365), rng.randrange(0, 23 * 60, 30)
+                order_id = f"E-{uuid.uuid4()}"
+                bench.sql("INSERT INTO bookings (user_id, expert_id, session_type, scheduled_date, scheduled_time,"
+                          " duration, price, order_id) VALUES ('u','e','K', date '2034-01-01' + CAST($1 AS integer),"
+                          " make_time(CAST($2 AS integer), CAST($3 AS integer), 0), 30, 100000, $4)", day, minute // 60, minute % 60, order_id)
+                orders.append(order_id)
+            bodies = [notification(o) for o in orders]
+            ours = _load(webhook.url, bodies, c)
+            ceiling = _load(ok.url, [{} for _ in bodies], c)
+            linked = bench.sql("SELECT count(*) FROM bookings WHERE order_id = ANY(CAST($1 AS text[])) AND meeting_link_id IS NOT NULL",
+                               orders)[0][0]
+            result = {"concurrency": c, "requests": len(bodies),
+                      "rps": ours["rps"], "p50_ms": ours["p50_ms"], "p99_ms": ours["p99_ms"],
+                      "errors": ours["errors"], "links_assigned": linked,
+                      "ok_rps": ceiling["rps"], "ok_p50_ms": ceiling["p50_ms"], "ok_p99_ms": ceiling["p99_ms"]}
+            result["share_of_ceiling"] = round(result["rps"] / result["ok_rps"], 3)
+            print("end to end", result, flush=True)
+            results.append(result)
+    finally:
+        for s in (webhook, assign, ok):
+            s.stop()
+    return results
+
+
+def _load(url, bodies, concurrency) -> dict:
+    work: queue.Queue = queue.Queue()
+    for b in bodies:
+        work.put(b)
+    latencies, errors, lock = [], [0], threading.Lock()
+
+    def client():
+        session = requests.Session()
+        while True:
+            try:
+                body = work.get_nowait()
+            except queue.Empty:
+                return
+            t = time.perf_counter()
+            r = session.post(url, json=body, timeout=30)
+            elapsed = time.perf_counter() - t
+            with lock:
+                latencies.append(elapsed)
+                errors[0] += r.status_code != 200
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    return {"rps": round(len(bodies) / wall, 1), "p50_ms": ms(percentile(latencies, 50)),
+            "p99_ms": ms(percentile(latencies, 99)), "errors": errors[0]}
+
+
+# --- (d) cold start ------------------------------------------------------------------------------
+
+def cold_start(bench: Bench, repeats: int) -> dict:
+    env = {"DATABASE_URL": bench.url, "INTERNAL_API_TOKEN": INTERNAL_TOKEN}
+    result = {}
+    warm_assign = FunctionServer("assign_meeting_link", env).start()
+    try:
+        for target in ("assign_meeting_link", "midtrans_webhook"):
+            times = []
+            for _ in range(repeats):
+                order_id = f"S-{uuid.uuid4()}"
+                booking_id = bench.sql(
+                    "INSERT INTO bookings (user_id, expert_id, session_type, scheduled_date, scheduled_time,"
+                    " duration, price, payment_status, status, order_id) VALUES ('u','e','K', '2035-01-01',"
+                    " '09:00', 30, 100000, $1, $2, $3) RETURNING id::text",
+                    *(("paid", "confirmed") if target == "assign_meeting_link" else ("pending", "pending")),
+                    order_id)[0][0]
+                extra = {} if target == "assign_meeting_link" else {
+                    "MIDTRANS_SERVER_KEY": SERVER_KEY, "ASSIGN_MEETING_LINK_URL": warm_assign.url}
+                server = FunctionServer(target, {**env, **extra})
+                t = time.perf_counter()
+                server.proc = subprocess.Popen(server.command, env=server.env, cwd=server.cwd,
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                               start_new_session=True)
+                body = {"bookingId": booking_id} if target == "assign_meeting_link" else notification(order_id)
+                headers = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+                while True:
+                    try:
+                        if requests.post(server.url, json=body, headers=headers, timeout=10).status_code == 200:
+                            break
+                    except requests.ConnectionError:
+                        time.sleep(0.01)
+                times.append(time.perf_counter() - t)
+                server.stop()
+                bench.sql("UPDATE bookings SET status = 'cancelled', meeting_link_id = NULL WHERE id = $1", booking_id)
+            result[target] = {"first_response_ms_median": ms(statistics.median(times)),
+                              "first_response_ms_max": ms(max(times))}
+    finally:
+        warm_assign.stop()
+    for target, source in (("assign_meeting_link", REPO / "functions/assign_meeting_link"),
+                           ("midtrans_webhook", REPO / "functions/midtrans_webhook"),
+                           ("ok", HERE / "ok_function")):
+        probe = ("import sys, time; sys.path.insert(0, sys.argv[1]); t = time.perf_counter(); import main;"
+                 " print(time.perf_counter() - t)")
+        runs = [float(subprocess.run([sys.executable, "-c", probe, str(source)], capture_output=True,
+                                     text=True, check=True).stdout) for _ in range(repeats)]
+        result.setdefault(target, {})["import_ms_median"] = ms(statistics.median(runs))
+    print("cold start", result, flush=True)
+    return result
+
+
+# --- report ----------------------------------------------------------------------------------
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal")))
+    return {"cpu": cpu, "cores": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
+            "memory_gib": round(mem_kb / 1024 / 1024, 1), "python": platform.python_version(),
+            "os": platform.platform()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/meeting_links_bench")
+    p.add_argument("--quick", action="store_true", help="small sizes (to check the benchmark runs)")
+    p.add_argument("--out", default=str(REPO / "docs" / "benchmarks"), help="report path without extension")
+    p.add_argument("--only", choices=["allocation", "contention", "end_to_end", "cold_start"], action="append",
+                   help="run only these sections (repeatable); the report then holds only them")
+    args = p.parse_args(argv)
+    rng = random.Random(20261124)
+    ensure_database(args.database_url)
+    bench = Bench(args.database_url)
+    migrations.migrate(bench.settings, echo=lambda *_: None)
+    if args.quick:
+        sizes, pools, per_config, levels, e2e_levels, e2e_n, repeats = [2000], [3, 64], 40, [16], [1, 8], 60, 1
+    else:
+        sizes, pools, per_config = [10_000, 100_000, 1_000_000], [3, 100, 1000], 400
+        levels, e2e_levels, e2e_n, repeats = [16, 64, 256], [1, 8, 32], 400, 3
+    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+               "postgres": bench.sql("SHOW server_version")[0][0], "quick": args.quick}
+    wanted = set(args.only or ["allocation", "contention", "end_to_end", "cold_start"])
+    if "allocation" in wanted:
+        results["allocation"] = allocation_latency(bench, sizes, pools, per_config, rng)
+    if "contention" in wanted:
+        if "allocation" not in wanted:
+            bench.reset(max(64, max(pools)))
+            bench.sql((HERE / "seed_baseline.sql").read_text())
+        results["contention"] = contention(bench, levels, [3, 64])
+    if "end_to_end" in wanted:
+        results["end_to_end"] = end_to_end(bench, e2e_levels, e2e_n, rng)
+    if "cold_start" in wanted:
+        results["cold_start"] = cold_start(bench, repeats)
+    if wanted != {"allocation", "contention", "end_to_end", "cold_start"}:
+        print(json.dumps(results, indent=2, default=str))
+        return 0
+    from benchmarks.report import write
+    text = write(results, Path(args.out))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
