@@ -22,5 +22,13 @@ migrate: install
 test: install
 	$(BIN)/python -m pytest
 
+# Benchmarks (about 15 minutes) and the full failure drill: not part of `make test`.
+bench: install
+	$(BIN)/python -m benchmarks.run
+
+drill: install
+	$(BIN)/python -m benchmarks.drill
+	HYPOTHESIS_PROFILE=drill $(BIN)/python -m pytest tests/test_bad_input.py tests/test_lifecycle.py -k "bad or sequence"
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import requests
 
 from meeting_links import config, db as db_module, migrations
-from tests.support import INTERNAL_TOKEN, SERVER_KEY, FunctionServer, notification
+from tests.support import INTERNAL_TOKEN, SERVER_KEY, FunctionServer, expected_payment_status, notification
 
 # Scripts of (transaction_status, fraud_status) an order's notifications follow, with weights.
 SCRIPTS = [
@@ -36,37 +36,10 @@ SCRIPTS = [
     (3, [("pending", None), ("settlement", None), ("partial_refund", None)]),
 ]
 
-ALLOWED_FROM = {  # the reference model: the states each target may move a booking from
-    "paid": {"pending", "review", "failed", "cancelled", "expired"},
-    "review": {"pending"}, "pending": set(),
-    "deny": {"pending", "review", "paid"}, "failed": {"pending", "review"},
-    "cancelled": {"pending", "review", "paid"}, "expired": {"pending", "review"},
-    "refunded": {"pending", "review", "paid", "failed", "cancelled", "expired"},
-}
-
-
-def reference_target(status, fraud):
-    if status in ("settlement", "capture"):
-        return {None: "paid", "accept": "paid", "challenge": "review", "deny": "deny"}[fraud]
-    return {"pending": "pending", "authorize": "pending", "deny": "deny", "failure": "failed",
-            "cancel": "cancelled", "expire": "expired", "refund": "refunded", "chargeback": "refunded",
-            "partial_refund": "paid", "partial_chargeback": "paid"}[status]
-
-
 def replay(log_rows) -> str:
     """The payment state the notifications a booking actually received imply."""
-    current, seen = "pending", set()
-    for status, fraud, txn, outcome in log_rows:
-        if outcome in ("rejected", "ignored"):
-            continue
-        key = (status, fraud, txn)
-        if key in seen:
-            continue
-        seen.add(key)
-        target = reference_target(status, fraud)
-        if current in ALLOWED_FROM[target]:
-            current = "failed" if target == "deny" else target
-    return current
+    return expected_payment_status((status, fraud, txn) for status, fraud, txn, outcome in log_rows
+                                   if outcome not in ("rejected", "ignored"))
 
 
 @dataclass

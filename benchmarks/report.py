@@ -118,6 +118,14 @@ def write(results: dict, out: Path) -> str:
 
 def _default_notes(results: dict) -> list[str]:
     notes = []
+    for r in results.get("end_to_end", []):
+        cpu, ok = r.get("cpu_ms_per_request"), r.get("ok_cpu_ms_per_request")
+        if cpu and ok:
+            notes.append(
+                f"- End to end at concurrency {r['concurrency']}: each notification cost "
+                f"{sum(cpu.values()):.1f} ms of CPU in all (" + ", ".join(f"{k} {v}" for k, v in cpu.items())
+                + f") against {sum(ok.values()):.1f} ms for the 'ok' request ("
+                + ", ".join(f"{k} {v}" for k, v in ok.items()) + ").")
     for target, measured, where, met in verdicts(results):
         if not met:
             notes.append(f"- Missed: {target}: measured {measured} ({where}).")

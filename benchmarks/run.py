@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import queue
 import random
@@ -271,7 +272,7 @@ def end_to_end(bench: Bench, levels, requests_per_level: int, rng) -> list[dict]
     try:
         for c in levels:
             orders = []
-            for _ in range(requests_per_level):
+            for _ in range(requests_per_level + max(20, 2 * c)):
                 day, minute = rng.randrange(0, 365), rng.randrange(0, 23 * 60, 30)
                 order_id = f"E-{uuid.uuid4()}"
                 bench.sql("INSERT INTO bookings (user_id, expert_id, session_type, scheduled_date, scheduled_time,"
@@ -279,8 +280,16 @@ def end_to_end(bench: Bench, levels, requests_per_level: int, rng) -> list[dict]
                           " make_time(CAST($2 AS integer), CAST($3 AS integer), 0), 30, 100000, $4)", day, minute // 60, minute % 60, order_id)
                 orders.append(order_id)
             bodies = [notification(o) for o in orders]
+            warm = max(20, 2 * c)  # fresh connections and caches are cold start, measured in (d)
+            _load(webhook.url, bodies[:warm], c)
+            _load(ok.url, [{} for _ in range(warm)], c)
+            bodies, orders = bodies[warm:], orders[warm:]
+            before = _cpu_seconds(webhook, assign)
             ours = _load(webhook.url, bodies, c)
+            spent = {k: round((v - before[k]) / len(bodies) * 1000, 2) for k, v in _cpu_seconds(webhook, assign).items()}
+            before_ok = _cpu_seconds(ok)
             ceiling = _load(ok.url, [{} for _ in bodies], c)
+            spent_ok = {k: round((v - before_ok[k]) / len(bodies) * 1000, 2) for k, v in _cpu_seconds(ok).items()}
             linked = bench.sql("SELECT count(*) FROM bookings WHERE order_id = ANY(CAST($1 AS text[])) AND meeting_link_id IS NOT NULL",
                                orders)[0][0]
             result = {"concurrency": c, "requests": len(bodies),
@@ -288,12 +297,35 @@ def end_to_end(bench: Bench, levels, requests_per_level: int, rng) -> list[dict]
                       "errors": ours["errors"], "links_assigned": linked,
                       "ok_rps": ceiling["rps"], "ok_p50_ms": ceiling["p50_ms"], "ok_p99_ms": ceiling["p99_ms"]}
             result["share_of_ceiling"] = round(result["rps"] / result["ok_rps"], 3)
+            result["cpu_ms_per_request"] = spent
+            result["ok_cpu_ms_per_request"] = spent_ok
             print("end to end", result, flush=True)
             results.append(result)
     finally:
         for s in (webhook, assign, ok):
             s.stop()
     return results
+
+
+def _process_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(*servers) -> dict:
+    """CPU time used so far by each server (gunicorn master and workers), PostgreSQL and this
+    process (the load generator)."""
+    def tree(pid):
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        return _process_cpu(pid) + sum(_process_cpu(int(c)) for c in children)
+    postgres = subprocess.run(["pgrep", "-u", "postgres"], capture_output=True, text=True).stdout.split()
+    out = {s.command[s.command.index("--target") + 1]: tree(s.proc.pid) for s in servers}
+    out["postgres"] = sum(_process_cpu(int(p)) for p in postgres)
+    out["client"] = time.process_time()
+    return out
 
 
 def _load(url, bodies, concurrency) -> dict:

@@ -30,6 +30,8 @@ CREATE TABLE meeting_links_pool (
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
+-- The allocator's order.
+CREATE INDEX meeting_links_pool_order ON meeting_links_pool (created_at, id);
 CREATE TRIGGER meeting_links_pool_touch BEFORE UPDATE ON meeting_links_pool
     FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
 
@@ -134,9 +136,9 @@ RETURNS TABLE (id uuid, meeting_link text) LANGUAGE sql STABLE AS $$
     SELECT l.id, l.meeting_link
     FROM meeting_links_pool l
     WHERE l.is_available
-      AND NOT EXISTS (
-          SELECT 1 FROM bookings b
-          WHERE b.meeting_link_id = l.id
+      AND l.id NOT IN (
+          SELECT b.meeting_link_id FROM bookings b
+          WHERE b.meeting_link_id IS NOT NULL
             AND b.link_hold && session_link_hold(p_booking_date, p_booking_time, p_duration))
     ORDER BY l.created_at, l.id
     LIMIT 1

@@ -185,3 +185,37 @@ def running(*servers):
     finally:
         for s in started:
             s.stop()
+
+
+# --- a reference model of the payment state machine, written apart from payments.py --------
+
+_NOT_PAID_YET, _ENDED = {"pending", "review"}, {"failed", "cancelled", "expired"}
+_MAY_FOLLOW = {  # for each target state, the states a notification may move a booking from
+    "paid": _NOT_PAID_YET | _ENDED, "review": {"pending"}, "pending": set(),
+    "failed-by-deny": _NOT_PAID_YET | {"paid"}, "failed": _NOT_PAID_YET,
+    "cancelled": _NOT_PAID_YET | {"paid"}, "expired": _NOT_PAID_YET,
+    "refunded": _NOT_PAID_YET | _ENDED | {"paid"},
+}
+
+
+def _reference_target(status, fraud):
+    if status in ("settlement", "capture", "partial_refund", "partial_chargeback"):
+        if status.startswith("partial") or fraud in (None, "", "accept"):
+            return "paid"
+        return "review" if fraud == "challenge" else "failed-by-deny"
+    return {"pending": "pending", "authorize": "pending", "deny": "failed-by-deny", "failure": "failed",
+            "cancel": "cancelled", "expire": "expired", "refund": "refunded", "chargeback": "refunded"}[status]
+
+
+def expected_payment_status(notifications) -> str:
+    """The payment state a booking should end in after these (transaction_status,
+    fraud_status, transaction_id) notifications, in the order they were processed."""
+    current, seen = "pending", set()
+    for status, fraud, txn in notifications:
+        if (status, fraud, txn) in seen:
+            continue
+        seen.add((status, fraud, txn))
+        target = _reference_target(status, fraud)
+        if current in _MAY_FOLLOW[target]:
+            current = "failed" if target == "failed-by-deny" else target
+    return current

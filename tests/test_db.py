@@ -50,3 +50,22 @@ def test_a_refused_statement_is_a_sql_error_and_the_connection_stays_usable(db, 
                                   link_id="00000000-0000-0000-0000-000000000000"))
     assert refused.value.sqlstate == "23503"  # no such link
     assert db.run(lambda tx: tx.one("now"))["now"] is not None
+
+
+def test_a_statement_timeout_is_database_unavailable_without_a_retry(database_url, conn):
+    d = Database(config.from_environment({"DATABASE_URL": database_url, "DB_STATEMENT_TIMEOUT_MS": "50"}))
+    calls = []
+
+    def slow(tx):
+        calls.append(1)
+        return tx.one("slow_probe")
+
+    from meeting_links import queries
+    queries.all_queries()["slow_probe"] = "SELECT pg_sleep(1)"
+    try:
+        with pytest.raises(DatabaseUnavailable, match="57014"):
+            d.run(slow)
+    finally:
+        del queries.all_queries()["slow_probe"]
+        d.close()
+    assert calls == [1]

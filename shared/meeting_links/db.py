@@ -26,9 +26,12 @@ T = TypeVar("T")
 # What PostgreSQL itself says is worth retrying from the start of the transaction.
 SERIALIZATION_FAILURE, DEADLOCK, EXCLUSION_VIOLATION = "40001", "40P01", "23P01"
 RETRY_CONFLICTS = frozenset({SERIALIZATION_FAILURE, DEADLOCK})
-# The server is going away, refusing connections, or timed us out: the request should be
-# retried later by its caller, not by us.
-UNAVAILABLE = frozenset({"57P01", "57P02", "57P03", "53300", "57014", "55P03", "08000", "08003", "08006"})
+# The connection is gone (server shutting down, restarting, or the link broke): worth one
+# immediate retry on a fresh connection.
+CONNECTION_GONE = frozenset({"57P01", "57P02", "57P03", "08000", "08003", "08006"})
+# Overloaded or too slow (too many connections, statement or lock timeout): retrying at once
+# would only add load and time; the caller retries later.
+OVERLOADED = frozenset({"53300", "57014", "55P03"})
 
 
 class SqlError(MeetingLinksError):
@@ -191,8 +194,10 @@ class Database:
             except DatabaseError as exc:
                 error = _sql_error(exc)
                 _rollback(conn)
-                if error.sqlstate in UNAVAILABLE:
+                if error.sqlstate in CONNECTION_GONE:
                     raise _ConnectionLost() from error
+                if error.sqlstate in OVERLOADED:
+                    raise DatabaseUnavailable(f"database busy ({error.sqlstate}: {error})") from error
                 raise error from exc
             except BaseException:
                 _rollback(conn)
