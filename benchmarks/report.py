@@ -34,7 +34,7 @@ def verdicts(results: dict) -> list[tuple[str, str, str, bool]]:
                         r["p99_ms"] <= E2E_P99_MS))
     for r in results["end_to_end"]:
         out.append((f"end-to-end throughput ≥ {CEILING_SHARE:.0%} of the 'ok' ceiling",
-                    f"{r['share_of_ceiling']:.0%} ({r['rps']} of {r['ok_rps']} req/s)", f"c={r['concurrency']}",
+                    f"{r['share_of_ceiling']:.1%} ({r['rps']} of {r['ok_rps']} req/s)", f"c={r['concurrency']}",
                     r["share_of_ceiling"] >= CEILING_SHARE))
     return out
 
@@ -129,9 +129,36 @@ def _default_notes(results: dict) -> list[str]:
     for target, measured, where, met in verdicts(results):
         if not met:
             notes.append(f"- Missed: {target}: measured {measured} ({where}).")
+    if any(not met for target, _, _, met in verdicts(results) if "ceiling" in target):
+        at8 = next((r for r in results["end_to_end"] if r["concurrency"] == 8), results["end_to_end"][-1])
+        notes.append(
+            "- Why the end-to-end share misses 30%: a notification is two HTTP requests (Midtrans to the "
+            "webhook, the webhook to assign) and two durable transactions (the webhook's: BEGIN, lock the "
+            "booking, duplicate check, update, log insert, COMMIT; assign's: BEGIN, lock, claim, update, "
+            "COMMIT), each statement a round trip through pg8000, a pure-Python driver; the ceiling is one "
+            "request with no I/O. The CPU lines above show it: about 4.5x the CPU of the 'ok' request, on two "
+            "cores that the load generator, both servers and PostgreSQL share, so throughput is CPU-bound at "
+            "about a quarter of the ceiling. What would close it: record a notification in one round trip "
+            "(a SQL function holding the duplicate check, transition and log insert: 6 round trips to 1); "
+            "a driver in C (psycopg) where the Cloud SQL connector allows it; and, deployed, the two functions "
+            "and Cloud SQL each have their own CPUs instead of sharing these two. Latency, which Midtrans "
+            f"cares about, is far inside its budget: p99 {at8['p99_ms']:.0f} ms at concurrency "
+            f"{at8['concurrency']} against 5 s.")
+    notes.append(
+        "- Contention is measured on a single slot, the worst case for our allocator and the best for a "
+        "global lock: every contender wants the same few links, so ours pays lock waits and retries on "
+        "23P01 where the global lock simply queues. Both are correct. By design (not measured here), ours "
+        "only makes overlapping bookings wait for each other, where a global lock queues every allocation "
+        "of every slot behind one another.")
     seed = [r for r in results["contention"] if r["strategy"] == "seed"]
     if seed:
         worst = max(seed, key=lambda r: r["double_bookings"])
         notes.append(f"- The seed's find-then-update double-booked up to {worst['double_bookings']} bookings "
                      f"(K={worst['concurrency']}, {worst['links']} links); ours and the global lock never did.")
     return notes or ["- Every target was met."]
+
+
+if __name__ == "__main__":  # re-render a report from its .json: python -m benchmarks.report docs/benchmarks.json
+    import sys
+    source = Path(sys.argv[1])
+    print(write(json.loads(source.read_text()), source.with_suffix("")))

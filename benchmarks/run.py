@@ -48,7 +48,7 @@ def ms(seconds):
 class Bench:
     def __init__(self, url: str):
         self.url = url
-        self.settings = config.from_environment({"DATABASE_URL": url, "DB_TIMEOUT_S": "60",
+        self.settings = config.from_environment({"DATABASE_URL": url, "DB_TIMEOUT_S": "1800",
                                                  "DB_POOL_SIZE": "64", "DB_LOCK_TIMEOUT_MS": "30000",
                                                  "DB_STATEMENT_TIMEOUT_MS": "60000"})
         self.conn = self.connect()

@@ -114,6 +114,12 @@ def test_malformed_bodies(webhook_server, body, conn):
     assert notifications_logged(conn) == []
 
 
+def test_an_empty_fraud_status_counts_as_absent(conn, webhook_server):
+    b = insert_booking(conn)
+    assert webhook_server.post(notification(b["order_id"], fraud_status="")).status_code == 200
+    assert booking(conn, b["id"])["payment_status"] == "paid"
+
+
 def test_a_signed_body_without_transaction_status_is_400(conn, webhook_server):
     b = insert_booking(conn)
     body = notification(b["order_id"])

@@ -29,7 +29,8 @@ class Notification:
     def from_body(cls, body: dict) -> "Notification":
         def text(name, required):
             value = body.get(name)
-            if value is None and not required:
+            # Midtrans leaves out fields it has no value for; an empty optional one means the same.
+            if not required and (value is None or value == ""):
                 return None
             if not isinstance(value, str) or not value.strip():
                 raise BadRequest(f"notification field {name} must be a non-empty string")
