@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import threading
@@ -133,11 +134,15 @@ class Faults(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self):
-        self.stop_event.wait(0.3)  # let the burst get going
+        # The outage starts with the burst and the faults run to completion however fast the
+        # burst is, so every drill sees all of them.
         start = time.monotonic()
-        outage_started = restarted = None
-        while not self.stop_event.is_set():
-            elapsed = time.monotonic() - start
+        outage_started = None
+        if self.outage_s:
+            self.assign.stop()
+            outage_started = time.monotonic()
+        restarted = not self.restart_postgres
+        while True:
             try:
                 conn = _connect(self.url)
                 rows = conn.execute_simple(
@@ -147,22 +152,19 @@ class Faults(threading.Thread):
                 conn.close()
             except Exception:
                 pass  # PostgreSQL may be restarting
-            if self.outage_s and outage_started is None:
-                self.assign.stop()
-                outage_started = time.monotonic()
-            if outage_started and self.assign.proc.poll() is not None and time.monotonic() - outage_started > self.outage_s:
+            if outage_started and time.monotonic() - outage_started >= self.outage_s:
                 self.report.assign_outage_s = round(time.monotonic() - outage_started, 2)
                 self.assign.start()
-            if self.restart_postgres and restarted is None and elapsed > 1.5:
-                version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True, text=True).stdout.split()[0]
+                outage_started = None
+            if not restarted and time.monotonic() - start > 1.0:
+                version = sorted(os.listdir("/etc/postgresql"))[0]
                 subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
                                check=True, capture_output=True, timeout=60)
                 restarted = True
                 self.report.postgres_restarts += 1
-            self.stop_event.wait(0.5)
-        if self.assign.proc.poll() is not None:  # the burst ended before the outage did
-            self.report.assign_outage_s = round(time.monotonic() - outage_started, 2)
-            self.assign.start()
+            if self.stop_event.is_set() and outage_started is None and restarted:
+                return
+            self.stop_event.wait(0.25)
 
 
 def run_drill(url: str, *, bookings=500, notifications=2000, links=12, concurrency=32,
