@@ -54,7 +54,7 @@ def test_cloud_sql_connector_is_used_when_an_instance_is_named(monkeypatch):
                                  "DB_PASS": "pw", "DB_NAME": "bookings"})
     connect = db.connector_for(s)
     assert calls == []  # nothing is created until the first connection
-    first, second = connect(), connect()
+    first, _second = connect(), connect()
     assert first.autocommit is True
     assert calls[0] == ("init", {"refresh_strategy": "lazy", "ip_type": "public", "enable_iam_auth": False})
     assert calls[1] == ("connect", "p:asia-southeast2:pg", "pg8000", {"user": "app", "db": "bookings", "password": "pw"})
@@ -64,3 +64,34 @@ def test_cloud_sql_connector_is_used_when_an_instance_is_named(monkeypatch):
     iam = config.from_environment({"INSTANCE_CONNECTION_NAME": "p:r:i", "DB_USER": "sa@p.iam", "DB_IAM_AUTH": "true"})
     db.connector_for(iam)()
     assert calls[0][1]["enable_iam_auth"] is True and "password" not in calls[1][3]
+
+
+def test_the_connector_path_works_over_the_dbapi_connection_it_returns(monkeypatch, database_url, conn):
+    """The Cloud SQL connector returns a pg8000.dbapi.Connection, not the native one used with
+    DATABASE_URL: allocate a link over such a connection, to the real server."""
+    import pg8000.dbapi
+    import google.cloud.sql.connector as connector_module
+    from meeting_links import allocation
+    from support import insert_booking
+
+    database = database_url.rsplit("/", 1)[1]
+
+    class LocalConnector:
+        def __init__(self, **kwargs):
+            pass
+
+        def connect(self, instance, driver, **kwargs):
+            assert driver == "pg8000" and kwargs["db"] == database
+            return pg8000.dbapi.connect(user=kwargs["user"], host="127.0.0.1", database=kwargs["db"])
+
+    monkeypatch.setattr(connector_module, "Connector", LocalConnector)
+    settings = config.from_environment({"INSTANCE_CONNECTION_NAME": "p:r:i", "DB_USER": "postgres",
+                                        "DB_NAME": database})
+    d = db.Database(settings)
+    try:
+        b = insert_booking(conn, payment_status="paid", status="confirmed")
+        first = allocation.assign(d, b["id"])
+        assert first.meeting_link == "https://meet.google.com/kcw-ebey-pqu"
+        assert allocation.assign(d, b["id"]).already_assigned is True
+    finally:
+        d.close()

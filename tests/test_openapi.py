@@ -3,11 +3,10 @@ tests can provoke, has a documented status and a body that validates against its
 import json
 from pathlib import Path
 
-import pytest
 import requests
 from jsonschema import Draft202012Validator
 
-from support import INTERNAL_TOKEN, booking, insert_booking, notification
+from support import INTERNAL_TOKEN, insert_booking, notification
 
 DOC = json.loads((Path(__file__).parents[1] / "docs" / "openapi.json").read_text())
 AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}

@@ -3,7 +3,6 @@ cancel bookings, and see whether the pool will be enough. Every write goes throu
 same constraints as the functions, so a mistake is refused, not stored."""
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from datetime import date, datetime, time, timezone

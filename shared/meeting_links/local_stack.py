@@ -37,11 +37,9 @@ def ensure_database(database_url: str) -> bool:
         conn.close()
 
 
-def function_command(name: str, port: int, production: bool = True) -> list[str]:
-    cmd = [sys.executable, "-m", "functions_framework", "--source",
-           str(REPO / "functions" / name / "main.py"), "--target", name, "--port", str(port),
-           "--host", "127.0.0.1"]
-    return cmd if production else cmd + ["--debug"]
+def function_command(name: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "functions_framework", "--source", str(REPO / "functions" / name / "main.py"),
+            "--target", name, "--port", str(port), "--host", "127.0.0.1"]
 
 
 def _wait_until_listening(ports: list[int], procs: list[subprocess.Popen], timeout: float = 30) -> None:
@@ -55,7 +53,7 @@ def _wait_until_listening(ports: list[int], procs: list[subprocess.Popen], timeo
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"nothing listens on port {port} after {timeout:.0f}s")
+                    raise SystemExit(f"nothing listens on port {port} after {timeout:.0f}s") from None
                 time.sleep(0.1)
 
 

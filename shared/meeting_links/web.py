@@ -36,11 +36,7 @@ def _response(body: dict, status: int, headers: dict | None = None):
 
 
 def error_response(exc: Exception):
-    for kind, status in STATUS_FOR:
-        if isinstance(exc, kind):
-            break
-    else:
-        status = 500
+    status = next((status for kind, status in STATUS_FOR if isinstance(exc, kind)), 500)
     body = {"success": False, "error": str(exc) if status != 500 else "Internal error"}
     if status == 500 and isinstance(exc, ConfigurationError):
         body["error"] = "Service misconfigured"
