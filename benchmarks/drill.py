@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 import requests
 
-from meeting_links import config, db as db_module, migrations
-from tests.support import INTERNAL_TOKEN, SERVER_KEY, FunctionServer, expected_payment_status, notification
+from meeting_links import config, migrations
+from tests.support import (INTERNAL_TOKEN, SERVER_KEY, FunctionServer, connect, expected_payment_status,
+                           notification)
 
 # Scripts of (transaction_status, fraud_status) an order's notifications follow, with weights.
 SCRIPTS = [
@@ -72,14 +73,8 @@ class Report:
         return d
 
 
-def _connect(url):
-    conn = db_module.connector_for(config.from_environment({"DATABASE_URL": url}))()
-    conn.execute_simple("SET TIME ZONE 'UTC'")
-    return conn
-
-
 def prepare(url: str, bookings: int, links: int, rng: random.Random) -> list[dict]:
-    conn = _connect(url)
+    conn = connect(url)
     try:
         conn.execute_simple("SET session_replication_role = replica")
         conn.execute_simple("TRUNCATE payment_notifications, bookings")
@@ -144,7 +139,7 @@ class Faults(threading.Thread):
         restarted = not self.restart_postgres
         while True:
             try:
-                conn = _connect(self.url)
+                conn = connect(self.url)
                 rows = conn.execute_simple(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name ="
                     " 'meeting-links' AND datname = current_database() AND pid <> pg_backend_pid()").rows
@@ -232,7 +227,7 @@ def run_drill(url: str, *, bookings=500, notifications=2000, links=12, concurren
 
 
 def check(url: str, report: Report) -> None:
-    conn = _connect(url)
+    conn = connect(url)
     try:
         logs = defaultdict(list)
         for order_id, status, fraud, txn, outcome in conn.execute_simple(

@@ -6,13 +6,12 @@ import os
 import uuid
 from pathlib import Path
 
-import pg8000.native
 import pytest
 
 from meeting_links import config, db as db_module, migrations
 from meeting_links.db import Database
 
-from support import INTERNAL_TOKEN, SERVER_KEY, FunctionServer
+from support import INTERNAL_TOKEN, SERVER_KEY, FunctionServer, connect
 
 SEED_LINKS_SQL = (Path(__file__).parents[1] / "sql" / "0002_seed_links.sql").read_text()
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -34,13 +33,6 @@ def database_url():
     admin.execute_unnamed("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", (name,))
     admin.execute_simple(f"DROP DATABASE IF EXISTS {name}")
     admin.close()
-
-
-def connect(url: str) -> pg8000.native.Connection:
-    s = config.from_environment({"DATABASE_URL": url})
-    conn = db_module.connector_for(s)()
-    conn.run("SET TIME ZONE 'UTC'")
-    return conn
 
 
 @pytest.fixture

@@ -23,6 +23,14 @@ SERVER_KEY = "SB-Mid-server-TEST-KEY-0123456789"
 INTERNAL_TOKEN = "internal-test-token-7f3a"
 
 
+def connect(url: str):
+    """A direct connection (outside the pool) in UTC, for setting up and checking state."""
+    from meeting_links import config, db
+    conn = db.connector_for(config.from_environment({"DATABASE_URL": url}))()
+    conn.execute_simple("SET TIME ZONE 'UTC'")
+    return conn
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

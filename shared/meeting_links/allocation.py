@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import logs
+from . import logs, payments
 from .db import DEADLOCK, EXCLUSION_VIOLATION, SERIALIZATION_FAILURE, Database, Transaction
 from .errors import BookingNotFound, BookingNotPaid, PoolExhausted
 
@@ -35,7 +35,7 @@ def _claim(tx: Transaction, booking_id: str):
         raise BookingNotFound(f"booking {booking_id} not found")
     if booking["meeting_link_id"] is not None:
         return Assignment(booking_id, str(booking["meeting_link_id"]), booking["meeting_link"], True)
-    if booking["payment_status"] != "paid" or booking["status"] != "confirmed":
+    if not payments.may_hold_link(booking["payment_status"], booking["status"]):
         raise BookingNotPaid(
             f"booking {booking_id} is not paid and confirmed "
             f"(payment_status={booking['payment_status']}, status={booking['status']})")

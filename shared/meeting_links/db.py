@@ -46,7 +46,8 @@ class _ConnectionLost(Exception):
     pass
 
 
-def _sql_error(exc: DatabaseError) -> SqlError:
+def sql_error(exc: DatabaseError) -> SqlError:
+    """The SQLSTATE, message, constraint and detail of a pg8000 DatabaseError."""
     fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
     return SqlError(fields.get("C", ""), fields.get("M", str(exc)), fields.get("n"), fields.get("D"))
 
@@ -149,7 +150,7 @@ class Database:
         except (InterfaceError, OSError) as exc:
             raise DatabaseUnavailable("database unreachable") from exc
         except DatabaseError as exc:
-            raise DatabaseUnavailable(f"database refused the connection ({_sql_error(exc).sqlstate})") from exc
+            raise DatabaseUnavailable(f"database refused the connection ({sql_error(exc).sqlstate})") from exc
 
     @contextmanager
     def _connection(self) -> Iterator[object]:
@@ -192,7 +193,7 @@ class Database:
             except (InterfaceError, OSError) as exc:
                 raise _ConnectionLost() from exc
             except DatabaseError as exc:
-                error = _sql_error(exc)
+                error = sql_error(exc)
                 _rollback(conn)
                 if error.sqlstate in CONNECTION_GONE:
                     raise _ConnectionLost() from error

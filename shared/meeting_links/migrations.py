@@ -10,7 +10,7 @@ from pathlib import Path
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from .config import Settings
-from .db import connector_for
+from .db import connector_for, sql_error
 
 # The repo's sql/ folder; MIGRATIONS_DIR overrides it for an installed copy.
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "sql"
@@ -60,18 +60,16 @@ def migrate(settings: Settings, directory: Path | None = None, echo=print) -> li
                 conn.execute_simple("COMMIT")
             except DatabaseError as exc:
                 conn.execute_simple("ROLLBACK")
-                fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-                raise MigrationError(f"{path.name} failed: {fields.get('M', exc)}") from exc
+                raise MigrationError(f"{path.name} failed: {sql_error(exc)}") from exc
             applied_now.append(path.name)
             echo(f"applied {path.name}")
         try:
             conn.execute_unnamed("SELECT configure_pool($1, $2)",
                                  (settings.business_time_zone, settings.link_buffer_minutes))
         except DatabaseError as exc:
-            fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
             raise MigrationError(
                 f"cannot set time zone {settings.business_time_zone!r} and buffer "
-                f"{settings.link_buffer_minutes} min: {fields.get('M', exc)}") from exc
+                f"{settings.link_buffer_minutes} min: {sql_error(exc)}") from exc
         if not applied_now:
             echo("database is up to date")
         return applied_now

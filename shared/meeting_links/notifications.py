@@ -83,10 +83,10 @@ def _record(tx: Transaction, n: Notification) -> Recorded:
     booking_id, current = str(booking["id"]), booking["payment_status"]
 
     def result(outcome, payment_status, status, released=None, detail=""):
-        active = payment_status == payments.ACTIVE_PAYMENT and status == "confirmed"
         holds_link = booking["meeting_link_id"] is not None and released is None
         return Recorded(outcome, booking_id, payment_status, status,
-                        needs_link=active and not holds_link, released=released, detail=detail)
+                        needs_link=payments.may_hold_link(payment_status, status) and not holds_link,
+                        released=released, detail=detail)
 
     if not _amount_matches(n.gross_amount, booking["price"]):
         detail = f"gross_amount {n.gross_amount} does not match price {booking['price']}"
@@ -111,9 +111,8 @@ def _record(tx: Transaction, n: Notification) -> Recorded:
 
     status = payments.booking_status_for(target.payment_status, booking["cancelled_by_admin"])
     tx.rows("set_payment_state", booking_id=booking_id, payment_status=target.payment_status, status=status)
-    stays_active = target.payment_status == payments.ACTIVE_PAYMENT and status == "confirmed"
     released = None
-    if booking["meeting_link_id"] is not None and not stays_active:
+    if booking["meeting_link_id"] is not None and not payments.may_hold_link(target.payment_status, status):
         released = (booking["hold_from"], booking["hold_until"])
     log_row("applied", current, target.payment_status, target.note)
     return result("applied", target.payment_status, status, released, target.note)

@@ -71,6 +71,12 @@ def outcome(current_payment_status: str, target: Target) -> str:
     return "stale"
 
 
+def may_hold_link(payment_status: str, status: str) -> bool:
+    """Whether a booking in this state may hold a link: the CHECK constraint
+    bookings_link_requires_active_booking says the same in the database."""
+    return payment_status == ACTIVE_PAYMENT and status == "confirmed"
+
+
 def booking_status_for(payment_status: str, cancelled_by_admin: bool) -> str:
     """The booking's status once its payment is in payment_status. An admin's cancellation
     stands whatever the payment does later."""

@@ -57,12 +57,12 @@ def handle(request, work: Callable[[object], tuple[dict, int]]):
         body, status = work(request)
         return _response(body, status)
     except MeetingLinksError as exc:
-        status = error_response(exc)[1]
-        if status >= 500:
+        response = error_response(exc)
+        if response[1] >= 500:
             logs.error("request failed", error=type(exc).__name__, detail=str(exc))
-        elif status in (401, 413):
+        elif response[1] in (401, 413):
             logs.warning("request refused", error=type(exc).__name__, detail=str(exc))
-        return error_response(exc)
+        return response
     except Exception as exc:  # a bug: log it, answer 500, keep the instance serving
         logs.error("unexpected error", error=type(exc).__name__, detail=str(exc))
         return error_response(exc)
