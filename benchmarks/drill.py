@@ -24,7 +24,7 @@ import requests
 
 from meeting_links import config, migrations
 from tests.support import (INTERNAL_TOKEN, SERVER_KEY, FunctionServer, connect, expected_payment_status,
-                           notification)
+                           new_order_id, notification)
 
 # Scripts of (transaction_status, fraud_status) an order's notifications follow, with weights.
 SCRIPTS = [
@@ -88,7 +88,7 @@ def prepare(url: str, bookings: int, links: int, rng: random.Random) -> list[dic
         for _ in range(bookings):
             # Overlapping sessions on one future day: starts every 15 minutes over 8 hours.
             minute = rng.randrange(0, 8 * 60, 15)
-            order_id = f"DRILL-{uuid.uuid4()}"
+            order_id = new_order_id("DRILL")
             conn.execute_unnamed(
                 "INSERT INTO bookings (user_id, expert_id, session_type, scheduled_date, scheduled_time,"
                 " duration, price, order_id) VALUES ('u', 'e', 'Konsultasi', '2031-03-03', $1, $2, 100000, $3)",

@@ -28,7 +28,7 @@ import requests
 from meeting_links import allocation, config, db as db_module, migrations
 from meeting_links.errors import PoolExhausted
 from meeting_links.local_stack import ensure_database
-from tests.support import INTERNAL_TOKEN, REPO, SERVER_KEY, FunctionServer, notification
+from tests.support import INTERNAL_TOKEN, REPO, SERVER_KEY, FunctionServer, new_order_id, notification
 
 HERE = Path(__file__).resolve().parent
 SLOTS_PER_YEAR = 365 * 48  # half-hour slots
@@ -278,7 +278,7 @@ def end_to_end(bench: Bench, levels, requests_per_level: int, rng) -> list[dict]
             orders = []
             for _ in range(requests_per_level + max(20, 2 * c)):
                 day, minute = rng.randrange(0, 365), rng.randrange(0, 23 * 60, 30)
-                order_id = f"E-{uuid.uuid4()}"
+                order_id = new_order_id("E")
                 bench.sql("INSERT INTO bookings (user_id, expert_id, session_type, scheduled_date, scheduled_time,"
                           " duration, price, order_id) VALUES ('u','e','K', date '2034-01-01' + CAST($1 AS integer),"
                           " make_time(CAST($2 AS integer), CAST($3 AS integer), 0), 30, 100000, $4)", day, minute // 60, minute % 60, order_id)
@@ -373,7 +373,7 @@ def cold_start(bench: Bench, repeats: int) -> dict:
         for target in ("assign_meeting_link", "midtrans_webhook"):
             times = []
             for _ in range(repeats):
-                order_id = f"S-{uuid.uuid4()}"
+                order_id = new_order_id("S")
                 booking_id = bench.sql(
                     "INSERT INTO bookings (user_id, expert_id, session_type, scheduled_date, scheduled_time,"
                     " duration, price, payment_status, status, order_id) VALUES ('u','e','K', '2035-01-01',"

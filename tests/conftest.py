@@ -44,6 +44,7 @@ def conn(database_url):
     c.run("SET session_replication_role = replica")
     c.run("TRUNCATE payment_notifications, bookings")
     c.run("SET session_replication_role = DEFAULT")
+    c.run("UPDATE sweep_progress SET resume_after_paid_at = NULL, resume_after_id = NULL")
     c.run("DELETE FROM meeting_links_pool")
     c.run(SEED_LINKS_SQL)
     c.run("SELECT configure_pool('Asia/Jakarta', 0)")

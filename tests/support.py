@@ -37,9 +37,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def new_order_id(prefix: str = "ORDER") -> str:
+    """A unique order_id that ends in a letter: one that ends in a status code's digits
+    ("...200") makes its signature ambiguous, and the webhook then confirms it with the
+    status API, which most tests do not serve."""
+    return f"{prefix}-{uuid.uuid4()}-x"
+
+
 def insert_booking(conn, *, date="2030-01-07", time="14:00", duration=60, price=100000,
                    payment_status="pending", status="pending", order_id=None) -> dict:
-    order_id = order_id or f"ORDER-{uuid.uuid4()}"
+    order_id = order_id or new_order_id()
     row = conn.run(
         "INSERT INTO bookings (user_id, expert_id, session_type, scheduled_date, scheduled_time,"
         " duration, price, payment_status, status, order_id) VALUES ('user', 'expert',"
@@ -57,6 +64,13 @@ def booking(conn, booking_id: str) -> dict:
     return dict(zip(names, rows[0]))
 
 
+# The status_code Midtrans sends with each transaction_status (the first it documents).
+MIDTRANS_STATUS_CODE = {"settlement": "200", "capture": "200", "pending": "201", "authorize": "201",
+                        "refund": "200", "partial_refund": "200", "chargeback": "200",
+                        "partial_chargeback": "200", "cancel": "202", "deny": "202", "expire": "202",
+                        "failure": "202"}
+
+
 def notification(order_id: str, status: str = "settlement", *, amount="100000.00",
                  fraud_status: str | None = "accept", transaction_id: str | None = None,
                  status_code: str | None = None, key: str = SERVER_KEY) -> dict:
@@ -65,7 +79,7 @@ def notification(order_id: str, status: str = "settlement", *, amount="100000.00
         "transaction_status": status,
         "transaction_id": transaction_id or str(uuid.uuid5(uuid.NAMESPACE_URL, order_id)),
         "status_message": "midtrans payment notification",
-        "status_code": status_code or {"settlement": "200", "capture": "200", "pending": "201"}.get(status, "202"),
+        "status_code": status_code or MIDTRANS_STATUS_CODE.get(status, "202"),
         "payment_type": "bank_transfer",
         "order_id": order_id,
         "merchant_id": "G000000000",

@@ -72,7 +72,7 @@ def test_concurrent_assignments_in_one_slot_never_share_a_link(conn, db, set_lin
     assert conn.run("SELECT count(*) FROM bookings WHERE needs_manual_link") == [[35]]
 
 
-def test_serve_waiting_gives_freed_ranges_to_the_oldest_payment_first(conn, db, set_links):
+def test_hand_over_gives_freed_ranges_to_the_oldest_payment_first(conn, db, set_links):
     set_links(1)
     holder = paid(conn)["id"]
     allocation.assign(db, holder)
@@ -82,12 +82,13 @@ def test_serve_waiting_gives_freed_ranges_to_the_oldest_payment_first(conn, db, 
         with pytest.raises(PoolExhausted):
             allocation.assign(db, b)
     conn.run("UPDATE bookings SET status = 'cancelled', meeting_link_id = NULL WHERE id = :i", i=holder)
-    swept = allocation.serve_waiting(db)
+    swept = allocation.hand_over(db, budget_s=5)
     assert (swept.assigned, swept.waiting) == (1, 1)
     assert booking(conn, older)["link_id"] is not None and booking(conn, newer)["link_id"] is None
 
 
-def test_serve_waiting_leaves_sessions_that_already_ended(conn, db):
+def test_hand_over_and_sweep_leave_sessions_that_already_ended(conn, db):
     past = paid(conn, date="2020-01-01")["id"]
-    assert allocation.serve_waiting(db).assigned == 0
+    assert allocation.hand_over(db, budget_s=5).assigned == 0
+    assert allocation.sweep_waiting(db, budget_s=5).assigned == 0
     assert booking(conn, past)["link_id"] is None

@@ -2,6 +2,7 @@
 write without a valid signature or credentials. `--hypothesis-profile=drill` runs many more
 examples (python -m benchmarks.drill does not; `make drill` does both)."""
 import json
+import re
 
 import pytest
 import requests
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from meeting_links import payments, signature
 
-from support import INTERNAL_TOKEN, SERVER_KEY, insert_booking, notification
+from support import INTERNAL_TOKEN, MIDTRANS_STATUS_CODE, SERVER_KEY, insert_booking, notification
 
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -80,14 +81,17 @@ def test_webhook_signed_but_strange(conn, webhook_server, status, fraud, unknown
     target = insert_booking(conn)
     body = notification(unknown_order or target["order_id"], fraud_status=None)
     body["transaction_status"] = status
+    body["status_code"] = MIDTRANS_STATUS_CODE.get(status, "200")
     if fraud is not None:
         body["fraud_status"] = fraud
     r = webhook_server.post(signature.signed(body, SERVER_KEY))
-    # Refused at the edge: text PostgreSQL cannot store, and required fields that are blank.
+    # Refused at the edge: text PostgreSQL cannot store, required fields that are blank, and
+    # order ids Midtrans would never send.
     refused = (any("\x00" in text or not _encodable(text) for text in (status, fraud or "", unknown_order or ""))
                or not status.strip() or (unknown_order is not None and not unknown_order.strip())
                # an empty fraud_status counts as absent; a present but blank one is refused
-               or (fraud is not None and fraud != "" and not fraud.strip()))
+               or (fraud is not None and fraud != "" and not fraud.strip())
+               or (unknown_order is not None and not re.fullmatch(r"[A-Za-z0-9_~.\-]{1,50}", unknown_order)))
     assert r.status_code == (400 if refused else 200), r.text
     rule = payments.target_for(status, fraud or None)
     applies = (not refused and unknown_order is None and rule is not None

@@ -94,10 +94,17 @@ def test_unknown_transaction_status_is_ignored(conn, webhook_server):
     assert state(conn, b) == ("pending", "pending", False)
 
 
-def test_status_code_is_not_used_for_decisions(conn, webhook_server):
+def test_status_code_is_checked_but_not_used_for_decisions(conn, webhook_server):
     b = insert_booking(conn)
-    send(webhook_server, b["order_id"], "settlement", status_code="202")
-    assert state(conn, b) == ("paid", "confirmed", True)
+    # A card cancel is documented with 200 as well as 202: both are a cancel.
+    send(webhook_server, b["order_id"], "settlement")
+    send(webhook_server, b["order_id"], "cancel", status_code="200")
+    assert state(conn, b) == ("cancelled", "cancelled", False)
+    # A settlement never comes with 202: refused before any effect.
+    other = insert_booking(conn)
+    r = webhook_server.post(notification(other["order_id"], "settlement", status_code="202"))
+    assert r.status_code == 400 and "status_code" in r.json()["error"]
+    assert state(conn, other) == ("pending", "pending", False)
 
 
 def test_a_refund_frees_the_link_for_a_waiting_booking(conn, webhook_server, set_links):
@@ -165,8 +172,10 @@ def test_sweep_assigns_paid_bookings_the_webhook_could_not(conn, assign_server, 
     set_links(2)
     missed = [insert_booking(conn, payment_status="paid", status="confirmed") for _ in range(3)]
     r = assign_server.post({"sweep": True}, headers=AUTH)
-    assert r.status_code == 200 and r.json() == {"success": True, "assigned": 2, "waiting": 1}
-    assert assign_server.post({"sweep": True}, headers=AUTH).json() == {"success": True, "assigned": 0, "waiting": 1}
+    counts = {"complete": True, "paymentsChecked": 0, "paymentsRecorded": 0}
+    assert r.status_code == 200 and r.json() == {"success": True, "assigned": 2, "waiting": 1, **counts}
+    assert assign_server.post({"sweep": True}, headers=AUTH).json() == {
+        "success": True, "assigned": 0, "waiting": 1, **counts}
     assert assign_server.post({"sweep": True}).status_code == 401
     assert sum(state(conn, b)[2] for b in missed) == 2
 

@@ -3,7 +3,7 @@ from the pool; POST {"sweep": true} does so for every paid booking still without
 Private: see meeting_links.internal_auth."""
 import functions_framework
 
-from meeting_links import allocation, web
+from meeting_links import allocation, sweep, web
 from meeting_links.config import settings
 from meeting_links.db import database
 from meeting_links.internal_auth import authenticate_caller
@@ -20,8 +20,10 @@ def _assign(request):
     authenticate_caller(request.headers.get("Authorization"), config)
     body = web.json_object(request)
     if body.get("sweep") is True:
-        swept = allocation.serve_waiting(database(config))
-        return {"success": True, "assigned": swept.assigned, "waiting": swept.waiting}, 200
+        swept = sweep.run(database(config), config)
+        return {"success": True, "assigned": swept.assigned, "waiting": swept.waiting,
+                "complete": swept.complete, "paymentsChecked": swept.payments_checked,
+                "paymentsRecorded": swept.payments_recorded}, 200
     booking_id = web.uuid_field(body, "bookingId")
     assignment = allocation.assign(database(config), booking_id)
     answer = {"success": True, "meetingLink": assignment.meeting_link,

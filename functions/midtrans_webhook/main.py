@@ -4,11 +4,9 @@ notification on its booking, and ask assign_meeting_link for a link once it is p
 200 means the notification's effect is durably recorded; 503 makes Midtrans retry."""
 import functions_framework
 
-from meeting_links import allocation, assign_client, logs, midtrans_api, signature, web
+from meeting_links import assign_client, notifications, signature, web
 from meeting_links.config import settings
 from meeting_links.db import database
-from meeting_links.errors import AmountMismatch, MeetingLinksError
-from meeting_links.notifications import Notification, record
 
 
 @functions_framework.http
@@ -21,30 +19,17 @@ def _notify(request):
     config = settings()
     body = web.json_object(request)
     signature.verify(body, config.midtrans_server_key)
-    notification = Notification.from_body(body)
-    if config.midtrans_verify_with_status_api:
-        notification = notification.as_reported_by(
-            midtrans_api.transaction_status(config, notification.order_id))
-
-    db = database(config)
-    recorded = record(db, notification)
-    if recorded.outcome == "rejected":
-        raise AmountMismatch(recorded.detail)
+    notification = notifications.confirmed(config, notifications.Notification.from_body(body))
+    done = notifications.process(database(config), config, notification,
+                                 lambda booking_id, order_id: assign_client.request_assignment(
+                                     config, booking_id, order_id))
+    recorded = done.recorded
     if recorded.booking_id is None:
         return {"success": True, "ignored": True, "reason": recorded.detail}, 200
-
-    if recorded.released:
-        try:
-            allocation.serve_waiting(db, *recorded.released)
-        except MeetingLinksError as exc:
-            # The release is committed; the sweep will hand the link over instead.
-            logs.error("handing a released link to waiting bookings failed",
-                       booking_id=recorded.booking_id, error=type(exc).__name__)
-
     answer = {"success": True, "outcome": recorded.outcome, "bookingId": recorded.booking_id,
               "paymentStatus": recorded.payment_status, "status": recorded.status}
+    if done.meeting_link or recorded.needs_link:
+        answer["meetingLink"] = done.meeting_link
     if recorded.needs_link:
-        assigned = assign_client.request_assignment(config, recorded.booking_id, notification.order_id)
-        answer["meetingLink"] = assigned.get("meetingLink")
-        answer["requiresManualAssignment"] = bool(assigned.get("requiresManualAssignment"))
+        answer["requiresManualAssignment"] = done.requires_manual_assignment
     return answer, 200

@@ -10,7 +10,7 @@ from datetime import date, datetime, time, timezone
 from . import allocation
 from .config import Settings
 from .db import EXCLUSION_VIOLATION, Database, SqlError
-from .errors import BadRequest, BookingNotFound, LinkConflict, LinkNotFound
+from .errors import BadRequest, BookingCancelled, BookingNotFound, LinkConflict, LinkNotFound
 
 NEARLY_FULL = 0.8
 
@@ -38,7 +38,9 @@ def add_commands(sub) -> None:
 
     bookings = sub.add_parser("bookings", help="waiting bookings, manual assignment, cancellation")
     bookings_sub = bookings.add_subparsers(dest="action", required=True)
-    _json(bookings_sub.add_parser("waiting", help="paid bookings without a link"))
+    waiting_cmd = _json(bookings_sub.add_parser(
+        "waiting", help="paid bookings without a link whose session has not ended"))
+    waiting_cmd.add_argument("--all", action="store_true", help="include sessions that have ended")
     assign = _json(bookings_sub.add_parser("assign", help="give a booking a link (chosen or first free)"))
     assign.add_argument("booking_id")
     assign.add_argument("--link", default=None, help="link id or URL (default: the first free one)")
@@ -55,7 +57,7 @@ def run(args, settings: Settings) -> int:
     db = Database(settings)
     try:
         handler = HANDLERS[(args.command, args.action)]
-        rows, title = handler(db, args)
+        rows, title = handler(db, args, settings)
         if args.json:
             print(json.dumps(rows, indent=2, default=_plain))
         else:
@@ -76,7 +78,8 @@ def _plain(value):
 def table(rows: list[dict]) -> str:
     if not rows:
         return "(none)"
-    heads = list(rows[0])
+    # A list in a row (sessions a disabled link holds) is printed by its command, not here.
+    heads = [h for h, v in rows[0].items() if not isinstance(v, list)]
     cells = [[_cell(r[h]) for h in heads] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
     line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
@@ -123,7 +126,7 @@ def next_free(holds: list[dict], now: datetime) -> datetime:
     return free_at
 
 
-def pool_status(db, args):
+def pool_status(db, args, settings):
     def work(tx):
         now = tx.one("now")["now"]
         rows = []
@@ -141,7 +144,7 @@ def pool_status(db, args):
     return rows, title
 
 
-def capacity(db, args):
+def capacity(db, args, settings):
     if not 1 <= args.days <= 366:
         raise BadRequest("--days must be between 1 and 366")
     rows = []
@@ -159,7 +162,7 @@ def capacity(db, args):
     return rows, f"Peak concurrent paid sessions for the next {args.days} days"
 
 
-def link_add(db, args):
+def link_add(db, args, settings):
     try:
         link = db.run(lambda tx: tx.one("add_link", meeting_link=args.url, notes=args.notes))
     except SqlError as error:
@@ -168,7 +171,7 @@ def link_add(db, args):
         if error.sqlstate == "23514":
             raise BadRequest(f"{args.url!r} is not an https:// URL") from None
         raise
-    swept = allocation.serve_waiting(db)
+    swept = allocation.hand_over(db, budget_s=settings.sweep_time_budget_s)
     return [_link_row(link, swept)], "Link added"
 
 
@@ -179,31 +182,42 @@ def _link_row(link, swept=None):
     return row
 
 
-def link_enable(db, args, available=True):
+def link_enable(db, args, settings, available=True):
     def work(tx):
         link = _link(tx, args.link)
         return tx.one("set_link_available", link_id=str(link["id"]), available=available)
     link = db.run(work)
-    swept = allocation.serve_waiting(db) if available else None
+    swept = allocation.hand_over(db, budget_s=settings.sweep_time_budget_s) if available else None
     return [_link_row(link, swept)], f"Link {'enabled' if available else 'disabled'}"
 
 
-def link_disable(db, args):
-    rows, title = link_enable(db, args, available=False)
-    holds = db.run(lambda tx: tx.rows("upcoming_holds_of_link", link_id=rows[0]["id"]))
-    rows[0]["upcoming_sessions_still_on_it"] = len(holds)
-    if holds:
-        title += (f"; {len(holds)} upcoming session(s) keep it: reassign them with "
-                  "`meeting-links bookings assign BOOKING --link OTHER`")
-    return rows, title
+def link_disable(db, args, settings):
+    """Disables the link and lists every upcoming session it still holds (support moves
+    them): the UPDATE waits for an assignment to it in flight, which the trigger makes
+    hold the link FOR SHARE, so none can slip in unlisted."""
+    def work(tx):
+        link = _link(tx, args.link)
+        tx.one("set_link_available", link_id=str(link["id"]), available=False)
+        return link, tx.rows("upcoming_holds_of_link", link_id=str(link["id"]))
+    link, holds = db.run(work)
+    sessions = [{"booking_id": str(h["booking_id"]), "order_id": h["order_id"], "starts_at": h["starts_at"],
+                 "ends_at": h["ends_at"]} for h in holds]
+    title = "Link disabled"
+    if sessions:
+        title += (f"; {len(sessions)} upcoming session(s) still hold it: move each with "
+                  "`meeting-links bookings assign BOOKING --link OTHER`\n" + table(sessions) + "\n")
+    else:
+        title += "; no upcoming session holds it"
+    row = {**_link_row({**link, "is_available": False}), "upcoming_sessions": sessions}
+    return [row], title
 
 
-def link_usage(db, args):
+def link_usage(db, args, settings):
     rows = db.run(lambda tx: tx.rows("link_usage"))
     return [{**r, "id": str(r["id"])} for r in rows], "Bookings per link"
 
 
-def free_links(db, args):
+def free_links(db, args, settings):
     try:
         on_date = date.fromisoformat(args.date)
         at_time = time.fromisoformat(args.time)
@@ -217,12 +231,13 @@ def free_links(db, args):
             f"Links free on {on_date} at {at_time:%H:%M} for {args.duration} min")
 
 
-def waiting(db, args):
-    rows = db.run(lambda tx: tx.rows("bookings_waiting_for_link"))
-    return [{**r, "id": str(r["id"])} for r in rows], f"{len(rows)} paid booking(s) without a link"
+def waiting(db, args, settings):
+    rows = db.run(lambda tx: tx.rows("bookings_waiting_for_link", include_ended=args.all))
+    which = "" if args.all else " whose session has not ended"
+    return [{**r, "id": str(r["id"])} for r in rows], f"{len(rows)} paid booking(s) without a link{which}"
 
 
-def assign_by_hand(db, args):
+def assign_by_hand(db, args, settings):
     booking_id = _uuid(args.booking_id, "booking id")
     if args.link is None:
         a = allocation.assign(db, booking_id)
@@ -231,15 +246,26 @@ def assign_by_hand(db, args):
 
     def work(tx):
         link = _link(tx, args.link)
-        if tx.one("set_link_by_hand", booking_id=booking_id, link_id=str(link["id"])) is None:
+        before = tx.one("lock_booking", booking_id=booking_id)
+        if before is None:
             raise BookingNotFound(f"booking {booking_id} not found")
-        return link
+        if before["cancelled_by_admin_at"] is not None:
+            raise BookingCancelled(f"booking {booking_id} was cancelled by support; it gets no link")
+        tx.one("set_link_by_hand", booking_id=booking_id, link_id=str(link["id"]))
+        return link, before
     try:
-        link = db.run(work)
+        link, before = db.run(work)
     except SqlError as error:
         raise LinkConflict(_refusal(error, args.link)) from None
-    return [{"booking_id": booking_id, "meeting_link": link["meeting_link"],
-             "link_id": str(link["id"])}], "Assigned by hand"
+    moved = before["meeting_link_id"] is not None and str(before["meeting_link_id"]) != str(link["id"])
+    assigned = 0
+    if moved:
+        # The link it left is free for that range now: offer it as any release does.
+        assigned = allocation.hand_over(db, allocation.Hold(before["hold_from"], before["hold_until"]),
+                                        budget_s=settings.sweep_time_budget_s).assigned
+    return [{"booking_id": booking_id, "meeting_link": link["meeting_link"], "link_id": str(link["id"]),
+             "moved_from": before["meeting_link"] if moved else None,
+             "waiting_bookings_assigned": assigned}], "Assigned by hand"
 
 
 def _refusal(error: SqlError, link: str) -> str:
@@ -252,7 +278,7 @@ def _refusal(error: SqlError, link: str) -> str:
     return f"refused by the database: {error}"
 
 
-def cancel(db, args):
+def cancel(db, args, settings):
     booking_id = _uuid(args.booking_id, "booking id")
 
     def work(tx):
@@ -264,7 +290,8 @@ def cancel(db, args):
     booking = db.run(work)
     swept = None
     if booking["meeting_link_id"] is not None:
-        swept = allocation.serve_waiting(db, booking["hold_from"], booking["hold_until"])
+        swept = allocation.hand_over(db, allocation.Hold(booking["hold_from"], booking["hold_until"]),
+                                     budget_s=settings.sweep_time_budget_s)
     return [{"booking_id": booking_id, "released_link": booking["meeting_link"],
              "waiting_bookings_assigned": swept.assigned if swept else 0}], "Booking cancelled"
 

@@ -6,13 +6,25 @@ deadlock) says another transaction got there first.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from . import logs, payments
 from .db import DEADLOCK, EXCLUSION_VIOLATION, SERIALIZATION_FAILURE, Database, Transaction
-from .errors import BookingNotFound, BookingNotPaid, PoolExhausted
+from .errors import BookingCancelled, BookingNotFound, BookingNotPaid, PoolExhausted
 
 ALLOCATION_RETRY = frozenset({EXCLUSION_VIOLATION, DEADLOCK, SERIALIZATION_FAILURE})
+PAGE_SIZE = 200
+# Before every booking a keyset walk has passed: the smallest (paid_at, id).
+_START = (datetime.min.isoformat() + "+00:00", "00000000-0000-0000-0000-000000000000")
+
+
+@dataclass(frozen=True)
+class Hold:
+    """The range a link was held for, [start, until): what a release leaves free."""
+    start: datetime
+    until: datetime
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,10 @@ def _claim(tx: Transaction, booking_id: str):
         raise BookingNotFound(f"booking {booking_id} not found")
     if booking["meeting_link_id"] is not None:
         return Assignment(booking_id, str(booking["meeting_link_id"]), booking["meeting_link"], True)
+    if booking["cancelled_by_admin_at"] is not None:
+        raise BookingCancelled(
+            f"booking {booking_id} was cancelled by support at "
+            f"{booking['cancelled_by_admin_at'].isoformat(timespec='seconds')}; it gets no link")
     if not payments.may_hold_link(booking["payment_status"], booking["status"]):
         raise BookingNotPaid(
             f"booking {booking_id} is not paid and confirmed "
@@ -51,8 +67,8 @@ def _claim(tx: Transaction, booking_id: str):
 def assign(db: Database, booking_id: str) -> Assignment:
     """Gives the booking the first free link for its range, or returns the one it holds.
 
-    Raises BookingNotFound, BookingNotPaid, or PoolExhausted (after marking the booking as
-    waiting for manual assignment, which is committed).
+    Raises BookingNotFound, BookingNotPaid (BookingCancelled when support cancelled it), or
+    PoolExhausted (after marking the booking as waiting for manual assignment, committed).
     """
     result = db.run(lambda tx: _claim(tx, booking_id), retry_on=ALLOCATION_RETRY)
     if isinstance(result, _Exhausted):
@@ -69,28 +85,65 @@ def assign(db: Database, booking_id: str) -> Assignment:
 
 @dataclass(frozen=True)
 class SweepResult:
-    assigned: int
-    waiting: int
+    assigned: int        # links this call gave (not ones another caller gave meanwhile)
+    waiting: int         # bookings it tried that are still waiting
+    complete: bool = True  # False when the time budget ran out first
+    last: tuple | None = None  # (paid_at, id) of the last booking it reached
 
 
-def serve_waiting(db: Database, hold_from=None, hold_until=None, max_bookings: int = 500) -> SweepResult:
-    """Gives links to paid bookings that have none, oldest payment first; with a range, only
-    to those overlapping it (the range a released link just left free).
-
-    Each booking is its own transaction, so this is safe beside normal traffic and can be
-    stopped at any point; running it again does only what is left.
-    """
-    waiting = db.run(lambda tx: tx.rows("waiting_bookings", hold_from=hold_from,
-                                        hold_until=hold_until, max_bookings=max_bookings))
+def _serve(db: Database, hold: Hold | None, after: tuple, until: tuple | None,
+           deadline: float) -> SweepResult:
+    """Tries every waiting booking after the keyset position `after` (up to `until`),
+    overlapping `hold` if given, page by page, until none is left or the deadline passes."""
     assigned = still_waiting = 0
-    for row in waiting:
-        try:
-            assign(db, str(row["id"]))
-            assigned += 1
-        except PoolExhausted:
-            still_waiting += 1
-        except (BookingNotFound, BookingNotPaid):
-            pass  # changed since we listed it: no longer waiting
-    if waiting:
-        logs.info("waiting bookings served", assigned=assigned, still_waiting=still_waiting)
-    return SweepResult(assigned, still_waiting)
+    last = None
+    while True:
+        page = db.run(lambda tx: tx.rows(
+            "waiting_bookings_page", hold_from=hold and hold.start, hold_until=hold and hold.until,
+            after_paid_at=after[0], after_id=after[1], until_paid_at=until and until[0],
+            until_id=until and until[1], page_size=PAGE_SIZE))
+        for row in page:
+            if time.monotonic() > deadline:
+                return SweepResult(assigned, still_waiting, False, last)
+            last = after = (row["paid_at"], str(row["id"]))
+            try:
+                if not assign(db, str(row["id"])).already_assigned:
+                    assigned += 1
+            except PoolExhausted:
+                still_waiting += 1
+            except (BookingNotFound, BookingNotPaid):
+                pass  # changed since we listed it: no longer waiting
+        if len(page) < PAGE_SIZE:
+            return SweepResult(assigned, still_waiting, True, last)
+
+
+def hand_over(db: Database, hold: Hold | None = None, *, budget_s: float) -> SweepResult:
+    """Offers links to the paid bookings waiting for one, oldest payment first: those whose
+    range overlaps `hold` (a range a released link just left free), or every one (a link
+    was added or enabled). Each booking is its own transaction, so this is safe beside live
+    traffic and can stop at any point; the sweep does whatever it leaves."""
+    result = _serve(db, hold, _START, None, time.monotonic() + budget_s)
+    if result.assigned or result.waiting:
+        logs.info("waiting bookings served", assigned=result.assigned, still_waiting=result.waiting,
+                  complete=result.complete)
+    return result
+
+
+def sweep_waiting(db: Database, *, budget_s: float) -> SweepResult:
+    """Tries every waiting booking within the time budget. A sweep that runs out of time
+    records where it stopped and the next one goes on from there (then wraps around), so
+    bookings behind a long queue of ones that cannot be placed are still reached."""
+    deadline = time.monotonic() + budget_s
+    point = db.run(lambda tx: tx.one("sweep_resume_point"))
+    resume = (point["paid_at"], str(point["id"])) if point and point["paid_at"] else None
+    result = _serve(db, None, resume or _START, None, deadline)
+    if result.complete and resume:
+        wrapped = _serve(db, None, _START, resume, deadline)
+        result = SweepResult(result.assigned + wrapped.assigned, result.waiting + wrapped.waiting,
+                             wrapped.complete, wrapped.last)
+    stop = None if result.complete else (result.last or resume)
+    db.run(lambda tx: tx.rows("set_sweep_resume_point", paid_at=stop and stop[0],
+                              booking_id=stop and stop[1]))
+    logs.info("sweep of waiting bookings", assigned=result.assigned, still_waiting=result.waiting,
+              complete=result.complete)
+    return result

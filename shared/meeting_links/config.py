@@ -4,6 +4,7 @@ README.md documents each variable and its default; keep the two in step.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -44,6 +45,12 @@ class Settings:
     trust_cloud_run_iam: bool = False
     assign_call_timeout_s: float = 2.5
 
+    handover_time_budget_s: float = 2.0
+    sweep_time_budget_s: float = 20.0
+    reconcile_after_minutes: int = 15
+    reconcile_window_hours: int = 24
+    reconcile_max_calls: int = 50
+
     google_cloud_project: str = ""
     running_on_cloud_run: bool = False
 
@@ -76,9 +83,15 @@ def _number(env: Mapping[str, str], name: str, default, kind=int, minimum=0):
         value = kind(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
+    if not math.isfinite(value) or value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
+
+
+def _secret(env: Mapping[str, str], name: str) -> str:
+    # Secret Manager values often end in a newline; a key with one would refuse every
+    # signature, a token with one every call. Blank means unset.
+    return env.get(name, "").strip()
 
 
 def from_environment(env: Mapping[str, str] | None = None) -> Settings:
@@ -91,7 +104,7 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
         database_url=env.get("DATABASE_URL", "").strip() or d.database_url,
         instance_connection_name=env.get("INSTANCE_CONNECTION_NAME", "").strip(),
         db_user=env.get("DB_USER", "").strip() or d.db_user,
-        db_password=env.get("DB_PASS", ""),
+        db_password=_secret(env, "DB_PASS"),
         db_name=env.get("DB_NAME", "").strip() or d.db_name,
         db_iam_auth=_bool(env, "DB_IAM_AUTH", d.db_iam_auth),
         db_ip_type=ip_type,
@@ -101,15 +114,20 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
         db_lock_timeout_ms=_number(env, "DB_LOCK_TIMEOUT_MS", d.db_lock_timeout_ms, minimum=1),
         business_time_zone=env.get("BUSINESS_TIME_ZONE", "").strip() or d.business_time_zone,
         link_buffer_minutes=_number(env, "LINK_BUFFER_MINUTES", d.link_buffer_minutes),
-        midtrans_server_key=env.get("MIDTRANS_SERVER_KEY", ""),
+        midtrans_server_key=_secret(env, "MIDTRANS_SERVER_KEY"),
         midtrans_verify_with_status_api=_bool(env, "MIDTRANS_VERIFY_WITH_STATUS_API", False),
         midtrans_is_production=_bool(env, "MIDTRANS_IS_PRODUCTION", False),
         midtrans_api_base_url=env.get("MIDTRANS_API_BASE_URL", "").strip(),
         midtrans_api_timeout_s=_number(env, "MIDTRANS_API_TIMEOUT_S", d.midtrans_api_timeout_s, float, 0.1),
         assign_meeting_link_url=env.get("ASSIGN_MEETING_LINK_URL", "").strip(),
-        internal_api_token=env.get("INTERNAL_API_TOKEN", ""),
+        internal_api_token=_secret(env, "INTERNAL_API_TOKEN"),
         trust_cloud_run_iam=_bool(env, "TRUST_CLOUD_RUN_IAM", False),
         assign_call_timeout_s=_number(env, "ASSIGN_CALL_TIMEOUT_S", d.assign_call_timeout_s, float, 0.1),
+        handover_time_budget_s=_number(env, "HANDOVER_TIME_BUDGET_S", d.handover_time_budget_s, float, 0.1),
+        sweep_time_budget_s=_number(env, "SWEEP_TIME_BUDGET_S", d.sweep_time_budget_s, float, 0.1),
+        reconcile_after_minutes=_number(env, "RECONCILE_AFTER_MINUTES", d.reconcile_after_minutes),
+        reconcile_window_hours=_number(env, "RECONCILE_WINDOW_HOURS", d.reconcile_window_hours, minimum=1),
+        reconcile_max_calls=_number(env, "RECONCILE_MAX_CALLS", d.reconcile_max_calls),
         google_cloud_project=env.get("GOOGLE_CLOUD_PROJECT", "").strip(),
         # Cloud Run (and so Cloud Functions 2nd gen) sets K_SERVICE in every instance.
         running_on_cloud_run=bool(env.get("K_SERVICE", "").strip()),

@@ -26,6 +26,10 @@ class Unauthorized(MeetingLinksError):
     """The caller could not be authenticated."""
 
 
+class MalformedNotification(BadRequest):
+    """A signed notification's fields are not in Midtrans's own formats."""
+
+
 class InvalidSignature(Unauthorized):
     """A Midtrans notification's signature_key is missing or does not match."""
 
@@ -36,6 +40,10 @@ class BookingNotFound(MeetingLinksError):
 
 class BookingNotPaid(MeetingLinksError):
     """Links are only given to paid, confirmed bookings."""
+
+
+class BookingCancelled(BookingNotPaid):
+    """Support cancelled the booking: it gets no link, whatever its payment says."""
 
 
 class PoolExhausted(MeetingLinksError):
@@ -72,3 +80,7 @@ class AssignUnavailable(TransientError):
 
 class PaymentGatewayUnavailable(TransientError):
     """Midtrans's status API could not be reached or failed."""
+
+
+class PaymentNotFound(PaymentGatewayUnavailable):
+    """Midtrans's status API knows no transaction for the order (yet)."""

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import requests
 
 from .config import Settings
-from .errors import PaymentGatewayUnavailable
+from .errors import PaymentGatewayUnavailable, PaymentNotFound
 
 _session: requests.Session | None = None
 _lock = threading.Lock()
@@ -29,8 +29,12 @@ def transaction_status(settings: Settings, order_id: str) -> dict:
                                headers={"Accept": "application/json"},
                                timeout=settings.midtrans_api_timeout_s, allow_redirects=False)
         body = response.json()
+        if not isinstance(body, dict):
+            raise ValueError("not a JSON object")
     except (requests.RequestException, ValueError) as exc:
         raise PaymentGatewayUnavailable(f"Midtrans status API unreachable ({type(exc).__name__})") from exc
+    if response.status_code == 404 or str(body.get("status_code")) == "404":
+        raise PaymentNotFound(f"Midtrans knows no transaction for order {order_id!r}")
     # Midtrans also reports errors inside a 200 body, as status_code.
     if response.status_code != 200 or str(body.get("status_code", "200")) not in ("200", "201", "202", "407"):
         raise PaymentGatewayUnavailable(

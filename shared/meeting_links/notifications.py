@@ -1,18 +1,24 @@
-"""Recording a verified Midtrans notification on its booking, exactly once.
+"""Recording a verified Midtrans notification on its booking, exactly once, and what follows.
 
 One transaction per notification: lock the booking by order_id (so two notifications for
 one order take turns), check the amount, drop duplicates, apply the state machine from
 payments.py, and append the notification with what it did to payment_notifications.
+Then process() hands a released link to waiting bookings and asks for a link for a booking
+that became paid, whether the payment came from a notification or from the status API.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
+from typing import Callable
 
-from . import logs, payments
+from . import allocation, logs, midtrans_api, payments, signature
+from .config import Settings
 from .db import Database, Transaction
-from .errors import BadRequest
+from .errors import AmountMismatch, BadRequest, MalformedNotification, MeetingLinksError
+
+NOTIFICATION, STATUS_API = "notification", "status_api"
 
 
 @dataclass(frozen=True)
@@ -24,9 +30,12 @@ class Notification:
     fraud_status: str | None
     transaction_id: str | None
     body: dict
+    source: str = NOTIFICATION
 
     @classmethod
-    def from_body(cls, body: dict) -> "Notification":
+    def from_body(cls, body: dict, source: str = NOTIFICATION) -> "Notification":
+        """The notification in body; one from Midtrans's notification engine must have its
+        signed fields in Midtrans's formats (MalformedNotification, logged, if not)."""
         def text(name, required):
             value = body.get(name)
             # Midtrans leaves out fields it has no value for; an empty optional one means the same.
@@ -35,17 +44,39 @@ class Notification:
             if not isinstance(value, str) or not value.strip():
                 raise BadRequest(f"notification field {name} must be a non-empty string")
             return value
-        return cls(order_id=text("order_id", True), status_code=text("status_code", True),
-                   gross_amount=text("gross_amount", True),
-                   transaction_status=text("transaction_status", True),
-                   fraud_status=text("fraud_status", False),
-                   transaction_id=text("transaction_id", False), body=body)
+        n = cls(order_id=text("order_id", True), status_code=text("status_code", True),
+                gross_amount=text("gross_amount", True),
+                transaction_status=text("transaction_status", True),
+                fraud_status=text("fraud_status", False),
+                transaction_id=text("transaction_id", False),
+                # A signature at rest could be replayed by anyone who reads the table.
+                body={k: v for k, v in body.items() if k != "signature_key"}, source=source)
+        if source == NOTIFICATION:
+            problems = signature.format_problems(n.order_id, n.status_code, n.gross_amount,
+                                                 n.transaction_status)
+            if problems:
+                # ERROR: if Midtrans ever sends a format we do not expect, a payment waits for
+                # the sweep's status check; someone should look.
+                logs.error("notification refused: fields not in Midtrans's formats", problems=problems,
+                           **{name: _clip(getattr(n, name)) for name in _LOGGED_FIELDS})
+                raise MalformedNotification("notification refused: " + "; ".join(problems))
+        return n
 
     def as_reported_by(self, status: dict) -> "Notification":
-        """This notification with the statuses Midtrans's GET Status API reports instead."""
+        """This notification with what Midtrans's GET Status API reports instead."""
+        amount = status.get("gross_amount")
         return replace(self, transaction_status=str(status.get("transaction_status") or ""),
                        fraud_status=status.get("fraud_status") or None,
-                       transaction_id=status.get("transaction_id") or self.transaction_id)
+                       transaction_id=status.get("transaction_id") or self.transaction_id,
+                       gross_amount=amount if isinstance(amount, str) else self.gross_amount)
+
+
+_LOGGED_FIELDS = ("order_id", "status_code", "gross_amount", "transaction_status", "fraud_status",
+                  "transaction_id")
+
+
+def _clip(value: str | None) -> str | None:
+    return value if value is None or len(value) <= 100 else value[:100] + "..."
 
 
 @dataclass(frozen=True)
@@ -55,8 +86,9 @@ class Recorded:
     payment_status: str | None = None
     status: str | None = None
     needs_link: bool = False     # paid and confirmed, holding no link
-    released: tuple | None = None  # (from, until) of a link hold this notification freed
+    released: allocation.Hold | None = None  # a link hold this notification freed
     detail: str = ""
+    meeting_link: str | None = None  # the link the booking holds afterwards
 
 
 def _amount_matches(gross_amount: str, price: Decimal) -> bool:
@@ -74,7 +106,8 @@ def _record(tx: Transaction, n: Notification) -> Recorded:
                 transaction_status=n.transaction_status, fraud_status=n.fraud_status,
                 gross_amount=n.gross_amount,
                 booking_id=str(booking["id"]) if booking else None, outcome=outcome,
-                before=before, after=after, detail=detail or None, body=json.dumps(n.body))
+                before=before, after=after, detail=detail or None, body=json.dumps(n.body),
+                source=n.source)
 
     if booking is None:
         log_row("ignored", detail="unknown order_id")
@@ -86,7 +119,8 @@ def _record(tx: Transaction, n: Notification) -> Recorded:
         holds_link = booking["meeting_link_id"] is not None and released is None
         return Recorded(outcome, booking_id, payment_status, status,
                         needs_link=payments.may_hold_link(payment_status, status) and not holds_link,
-                        released=released, detail=detail)
+                        released=released, detail=detail,
+                        meeting_link=booking["meeting_link"] if holds_link else None)
 
     if not _amount_matches(n.gross_amount, booking["price"]):
         detail = f"gross_amount {n.gross_amount} does not match price {booking['price']}"
@@ -113,7 +147,7 @@ def _record(tx: Transaction, n: Notification) -> Recorded:
     tx.rows("set_payment_state", booking_id=booking_id, payment_status=target.payment_status, status=status)
     released = None
     if booking["meeting_link_id"] is not None and not payments.may_hold_link(target.payment_status, status):
-        released = (booking["hold_from"], booking["hold_until"])
+        released = allocation.Hold(booking["hold_from"], booking["hold_until"])
     log_row("applied", current, target.payment_status, target.note)
     return result("applied", target.payment_status, status, released, target.note)
 
@@ -122,7 +156,7 @@ def record(db: Database, n: Notification) -> Recorded:
     recorded = db.run(lambda tx: _record(tx, n))
     fields = dict(order_id=n.order_id, booking_id=recorded.booking_id,
                   transaction_status=n.transaction_status, fraud_status=n.fraud_status,
-                  outcome=recorded.outcome, payment_status=recorded.payment_status)
+                  outcome=recorded.outcome, payment_status=recorded.payment_status, source=n.source)
     if recorded.outcome == "ignored" and recorded.booking_id is None:
         logs.warning("notification for an unknown order_id ignored", **fields)
     elif recorded.outcome == "rejected":
@@ -130,3 +164,46 @@ def record(db: Database, n: Notification) -> Recorded:
     else:
         logs.info("notification recorded", released_link=recorded.released is not None, **fields)
     return recorded
+
+
+def confirmed(settings: Settings, n: Notification) -> Notification:
+    """The notification to act on: as received, or as Midtrans's GET Status API reports it
+    when configured to ask, or when its signed fields could be split another way (the
+    signature alone then does not tell which order it was made for)."""
+    others = signature.other_splits(n.order_id, n.status_code, n.gross_amount)
+    if not (settings.midtrans_verify_with_status_api or others):
+        return n
+    if others:
+        logs.warning("signed fields admit another split; confirming with the status API",
+                     order_id=n.order_id, other_splits=len(others))
+    return n.as_reported_by(midtrans_api.transaction_status(settings, n.order_id))
+
+
+@dataclass(frozen=True)
+class Processed:
+    recorded: Recorded
+    meeting_link: str | None = None
+    requires_manual_assignment: bool = False
+
+
+def process(db: Database, settings: Settings, n: Notification,
+            request_link: Callable[[str, str], dict]) -> Processed:
+    """Records the notification, hands a link it released to waiting bookings, and asks
+    request_link(booking_id, order_id) for a link when the booking is paid without one.
+
+    Raises AmountMismatch (recorded as rejected) and whatever request_link raises; a failed
+    hand-over is logged and left to the sweep, since the release is committed.
+    """
+    recorded = record(db, n)
+    if recorded.outcome == "rejected":
+        raise AmountMismatch(recorded.detail)
+    if recorded.released:
+        try:
+            allocation.hand_over(db, recorded.released, budget_s=settings.handover_time_budget_s)
+        except MeetingLinksError as exc:
+            logs.error("handing a released link to waiting bookings failed",
+                       booking_id=recorded.booking_id, error=type(exc).__name__)
+    if not recorded.needs_link:
+        return Processed(recorded, recorded.meeting_link)
+    answer = request_link(recorded.booking_id, n.order_id)
+    return Processed(recorded, answer.get("meetingLink"), bool(answer.get("requiresManualAssignment")))

@@ -2,7 +2,7 @@
 
 -- name: lock_booking
 SELECT b.id, b.order_id, b.price, b.payment_status, b.status, b.meeting_link_id,
-       b.needs_manual_link, b.starts_at, b.ends_at, lower(b.link_hold) AS hold_from,
+       b.needs_manual_link, b.cancelled_by_admin_at, b.starts_at, b.ends_at, lower(b.link_hold) AS hold_from,
        upper(b.link_hold) AS hold_until, l.meeting_link
 FROM bookings b LEFT JOIN meeting_links_pool l ON l.id = b.meeting_link_id
 WHERE b.id = :booking_id
@@ -11,10 +11,10 @@ FOR UPDATE OF b
 -- name: lock_booking_by_order
 SELECT b.id, b.order_id, b.price, b.payment_status, b.status, b.meeting_link_id,
        b.cancelled_by_admin_at IS NOT NULL AS cancelled_by_admin,
-       lower(b.link_hold) AS hold_from, upper(b.link_hold) AS hold_until
-FROM bookings b
+       lower(b.link_hold) AS hold_from, upper(b.link_hold) AS hold_until, l.meeting_link
+FROM bookings b LEFT JOIN meeting_links_pool l ON l.id = b.meeting_link_id
 WHERE b.order_id = :order_id
-FOR UPDATE
+FOR UPDATE OF b
 
 -- name: booking_by_order
 SELECT id, payment_status, status, meeting_link_id, needs_manual_link
@@ -54,18 +54,46 @@ UPDATE bookings SET meeting_link_id = :link_id WHERE id = :booking_id
 RETURNING link_assigned_at
 
 -- name: mark_needs_manual_link
-UPDATE bookings SET needs_manual_link = true WHERE id = :booking_id
+-- Only the first time: a sweep passes the same full slot again and again.
+UPDATE bookings SET needs_manual_link = true WHERE id = :booking_id AND NOT needs_manual_link
 
--- name: waiting_bookings
--- Paid bookings without a link whose session has not ended, oldest payment first;
--- optionally only those overlapping a range that was just freed.
-SELECT id FROM bookings
+-- name: waiting_bookings_page
+-- Paid bookings without a link whose session has not ended, oldest payment first, one
+-- page after a keyset position (and up to one, when given); optionally only those
+-- overlapping a range that was just freed.
+SELECT id, paid_at FROM bookings
 WHERE payment_status = 'paid' AND status = 'confirmed' AND meeting_link_id IS NULL
   AND ends_at > now()
   AND (CAST(:hold_from AS timestamptz) IS NULL
        OR link_hold && tstzrange(CAST(:hold_from AS timestamptz), CAST(:hold_until AS timestamptz), '[)'))
+  AND (paid_at, id) > (CAST(:after_paid_at AS timestamptz), CAST(:after_id AS uuid))
+  AND (CAST(:until_paid_at AS timestamptz) IS NULL
+       OR (paid_at, id) <= (CAST(:until_paid_at AS timestamptz), CAST(:until_id AS uuid)))
 ORDER BY paid_at, id
-LIMIT :max_bookings
+LIMIT :page_size
+
+-- name: sweep_resume_point
+SELECT resume_after_paid_at AS paid_at, resume_after_id AS id FROM sweep_progress
+
+-- name: set_sweep_resume_point
+UPDATE sweep_progress SET resume_after_paid_at = CAST(:paid_at AS timestamptz),
+                          resume_after_id = CAST(:booking_id AS uuid)
+
+-- name: payments_to_check
+-- Bookings whose payment is still open some minutes after they were made and inside the
+-- payment window, least recently checked first, so that a bounded number of calls per
+-- sweep reaches each of them in turn.
+SELECT id, order_id, payment_status FROM bookings
+WHERE payment_status IN ('pending', 'review')
+  AND created_at < now() - make_interval(mins => CAST(:after_minutes AS integer))
+  AND created_at > now() - make_interval(hours => CAST(:window_hours AS integer))
+  AND (payment_checked_at IS NULL
+       OR payment_checked_at < now() - make_interval(mins => CAST(:after_minutes AS integer)))
+ORDER BY payment_checked_at NULLS FIRST, created_at
+LIMIT :max_calls
+
+-- name: mark_payment_checked
+UPDATE bookings SET payment_checked_at = now() WHERE id = :booking_id
 
 -- name: notification_seen
 SELECT 1 AS seen FROM payment_notifications
@@ -79,9 +107,9 @@ LIMIT 1
 -- name: record_notification
 INSERT INTO payment_notifications
     (order_id, transaction_id, transaction_status, fraud_status, gross_amount, booking_id,
-     outcome, payment_status_before, payment_status_after, detail, body)
+     outcome, payment_status_before, payment_status_after, detail, body, source)
 VALUES (:order_id, :transaction_id, :transaction_status, :fraud_status, :gross_amount,
-        CAST(:booking_id AS uuid), :outcome, :before, :after, :detail, CAST(:body AS jsonb))
+        CAST(:booking_id AS uuid), :outcome, :before, :after, :detail, CAST(:body AS jsonb), :source)
 RETURNING id
 
 -- name: set_payment_state
@@ -112,7 +140,8 @@ UPDATE meeting_links_pool SET is_available = :available WHERE id = :link_id
 RETURNING id, meeting_link, is_available
 
 -- name: upcoming_holds_of_link
-SELECT b.id AS booking_id, lower(b.link_hold) AS hold_from, upper(b.link_hold) AS hold_until
+SELECT b.id AS booking_id, b.order_id, b.starts_at, b.ends_at,
+       lower(b.link_hold) AS hold_from, upper(b.link_hold) AS hold_until
 FROM bookings b WHERE b.meeting_link_id = :link_id AND upper(b.link_hold) > now()
 ORDER BY lower(b.link_hold)
 
@@ -137,6 +166,7 @@ SELECT id, order_id, scheduled_date, scheduled_time, duration, starts_at, ends_a
        needs_manual_link
 FROM bookings
 WHERE payment_status = 'paid' AND status = 'confirmed' AND meeting_link_id IS NULL
+  AND (CAST(:include_ended AS boolean) OR ends_at > now())
 ORDER BY paid_at, id
 
 -- name: free_links_for_slot

@@ -13,6 +13,9 @@ from .errors import (AmountMismatch, BadRequest, BookingNotFound, BookingNotPaid
                      TransientError, Unauthorized)
 
 MAX_BODY_BYTES = 64 * 1024
+# Deeper than any notification or request we serve; deep enough nesting would otherwise
+# exhaust the interpreter's recursion limit.
+MAX_DEPTH = 32
 
 # First match wins, so subclasses come before their bases.
 STATUS_FOR = (
@@ -52,8 +55,9 @@ def error_response(exc: Exception):
 
 def handle(request, work: Callable[[object], tuple[dict, int]]):
     """Runs work(request) and answers JSON; every failure becomes its mapped status."""
-    logs.bind_trace(request.headers.get("X-Cloud-Trace-Context"), settings().google_cloud_project)
     try:
+        # Inside the try: a malformed setting is a ConfigurationError like any other.
+        logs.bind_trace(request.headers.get("X-Cloud-Trace-Context"), settings().google_cloud_project)
         body, status = work(request)
         return _response(body, status)
     except MeetingLinksError as exc:
@@ -73,15 +77,29 @@ def require_post(request) -> None:
         raise MethodNotAllowed(f"method {request.method} not allowed; use POST")
 
 
-def json_object(request) -> dict:
+def _body_bytes(request) -> bytes:
+    """The body, reading at most one byte past the limit: a chunked body has no
+    Content-Length, and reading it whole first would let one request fill the memory."""
+    too_large = PayloadTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
-    raw = request.get_data(cache=True)
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
+        raise too_large
+    chunks, size = [], 0
+    while size <= MAX_BODY_BYTES:
+        chunk = request.stream.read(MAX_BODY_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > MAX_BODY_BYTES:
+        raise too_large
+    return b"".join(chunks)
+
+
+def json_object(request) -> dict:
+    raw = _body_bytes(request)
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("body must be a JSON object") from None
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
@@ -93,23 +111,32 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")  # NaN and Infinity: Python accepts them, JSON does not
 
 
-def _check_text(value) -> None:
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")  # 1e400: PostgreSQL's jsonb cannot hold it
+    return value
+
+
+def _check_text(body) -> None:
     """PostgreSQL stores neither NUL characters nor lone surrogates, in text or jsonb:
-    refuse them here as bad input rather than fail later as a server error."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(key)
-            _check_text(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_text(item)
-    elif isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadRequest("body holds invalid Unicode") from None
-        if "\x00" in value:
-            raise BadRequest("body holds a NUL character")
+    refuse them here as bad input rather than fail later as a server error. Iterative,
+    with a depth limit, so that no nesting reaches the recursion limit."""
+    pending = [(body, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise BadRequest(f"body nested deeper than {MAX_DEPTH} levels")
+            items = [x for pair in value.items() for x in pair] if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest("body holds invalid Unicode") from None
+            if "\x00" in value:
+                raise BadRequest("body holds a NUL character")
 
 
 def uuid_field(body: dict, name: str) -> str:
