@@ -56,6 +56,21 @@ def error_response(exc: Exception):
 def handle(request, work: Callable[[object], tuple[dict, int]]):
     """Runs work(request) and answers JSON; every failure becomes its mapped status."""
     try:
+        return _answer(request, work)
+    finally:
+        _forget_unread_body(request)
+
+
+def _forget_unread_body(request) -> None:
+    """functions-framework reads whatever is left of every request body after the response
+    (request.get_data() in an after_request hook), whole and into memory. Marking the body
+    as read keeps a refused 1 GiB upload out of memory; the server discards the rest."""
+    if getattr(request, "_cached_data", None) is None:
+        request._cached_data = b""
+
+
+def _answer(request, work):
+    try:
         # Inside the try: a malformed setting is a ConfigurationError like any other.
         logs.bind_trace(request.headers.get("X-Cloud-Trace-Context"), settings().google_cloud_project)
         body, status = work(request)
@@ -92,7 +107,8 @@ def _body_bytes(request) -> bytes:
         size += len(chunk)
     if size > MAX_BODY_BYTES:
         raise too_large
-    return b"".join(chunks)
+    request._cached_data = body = b"".join(chunks)
+    return body
 
 
 def json_object(request) -> dict:
