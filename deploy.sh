@@ -43,6 +43,9 @@ DB_PASSWORD_SECRET="${DB_PASSWORD_SECRET:-meeting-links-db-password}"
 MIDTRANS_SECRET="${MIDTRANS_SECRET:-midtrans-server-key}"
 SECRET_VERSION="${SECRET_VERSION:-latest}"
 MIDTRANS_IS_PRODUCTION="${MIDTRANS_IS_PRODUCTION:-false}"
+# The signature does not cover transaction_status: deployed, the webhook acts on what
+# Midtrans's GET Status API reports (README: "Second check"). false turns it off.
+MIDTRANS_VERIFY_WITH_STATUS_API="${MIDTRANS_VERIFY_WITH_STATUS_API:-true}"
 BUSINESS_TIME_ZONE="${BUSINESS_TIME_ZONE:-Asia/Jakarta}"
 LINK_BUFFER_MINUTES="${LINK_BUFFER_MINUTES:-0}"
 WEBHOOK_FUNCTION="${WEBHOOK_FUNCTION:-midtrans-webhook}"
@@ -112,8 +115,11 @@ for sa in "$WEBHOOK_SA" "$ASSIGN_SA"; do
     run "${G[@]}" secrets add-iam-policy-binding "$DB_PASSWORD_SECRET" --member="serviceAccount:$sa" \
         --role=roles/secretmanager.secretAccessor
 done
-run "${G[@]}" secrets add-iam-policy-binding "$MIDTRANS_SECRET" --member="serviceAccount:$WEBHOOK_SA" \
-    --role=roles/secretmanager.secretAccessor
+# The assign function's sweep asks Midtrans about payments whose notification was lost.
+for sa in "$WEBHOOK_SA" "$ASSIGN_SA"; do
+    run "${G[@]}" secrets add-iam-policy-binding "$MIDTRANS_SECRET" --member="serviceAccount:$sa" \
+        --role=roles/secretmanager.secretAccessor
+done
 
 echo "== Migrations"
 if [ -n "$DEPLOY_DATABASE_URL" ]; then
@@ -186,10 +192,13 @@ function_url() {
 COMMON_ENV="INSTANCE_CONNECTION_NAME=$INSTANCE_CONNECTION_NAME,DB_USER=$DB_USER,DB_NAME=$DB_NAME"
 COMMON_ENV="$COMMON_ENV,DB_POOL_SIZE=$DB_POOL_SIZE,THREADS=$CONCURRENCY,GOOGLE_CLOUD_PROJECT=$PROJECT_ID"
 DB_SECRET="DB_PASS=$DB_PASSWORD_SECRET:$SECRET_VERSION"
+MIDTRANS_ENV="MIDTRANS_IS_PRODUCTION=$MIDTRANS_IS_PRODUCTION"
+MIDTRANS_KEY_SECRET="MIDTRANS_SERVER_KEY=$MIDTRANS_SECRET:$SECRET_VERSION"
 
 echo "== $ASSIGN_FUNCTION (private)"
 deploy_function "$ASSIGN_FUNCTION" assign_meeting_link "$ASSIGN_SA" "$ASSIGN_MAX_INSTANCES" \
-    --no-allow-unauthenticated "$COMMON_ENV,TRUST_CLOUD_RUN_IAM=true" "$DB_SECRET"
+    --no-allow-unauthenticated "$COMMON_ENV,TRUST_CLOUD_RUN_IAM=true,$MIDTRANS_ENV" \
+    "$DB_SECRET,$MIDTRANS_KEY_SECRET"
 ASSIGN_URL="$(function_url "$ASSIGN_FUNCTION")"
 for invoker in "$WEBHOOK_SA" "$SCHEDULER_SA"; do
     run "${G[@]}" functions add-invoker-policy-binding "$ASSIGN_FUNCTION" --region="$REGION" \
@@ -199,8 +208,8 @@ done
 echo "== $WEBHOOK_FUNCTION (public: Midtrans cannot authenticate; signatures are checked)"
 deploy_function "$WEBHOOK_FUNCTION" midtrans_webhook "$WEBHOOK_SA" "$WEBHOOK_MAX_INSTANCES" \
     --allow-unauthenticated \
-    "$COMMON_ENV,ASSIGN_MEETING_LINK_URL=$ASSIGN_URL,MIDTRANS_IS_PRODUCTION=$MIDTRANS_IS_PRODUCTION" \
-    "$DB_SECRET,MIDTRANS_SERVER_KEY=$MIDTRANS_SECRET:$SECRET_VERSION"
+    "$COMMON_ENV,ASSIGN_MEETING_LINK_URL=$ASSIGN_URL,$MIDTRANS_ENV,MIDTRANS_VERIFY_WITH_STATUS_API=$MIDTRANS_VERIFY_WITH_STATUS_API" \
+    "$DB_SECRET,$MIDTRANS_KEY_SECRET"
 WEBHOOK_URL="$(function_url "$WEBHOOK_FUNCTION")"
 
 echo "== Sweep schedule"

@@ -68,7 +68,14 @@ def test_deploys_then_changes_nothing_the_second_time(gcloud, database_url, conn
             in flag(webhook, "set-env-vars"))
     assert flag(webhook, "set-secrets") == ("DB_PASS=meeting-links-db-password:latest,"
                                            "MIDTRANS_SERVER_KEY=midtrans-server-key:latest")
-    assert "MIDTRANS_SERVER_KEY" not in flag(assign, "set-secrets")  # only what it needs
+    # The sweep asks Midtrans about lost payments, so assign needs the key too; the webhook
+    # checks every notification with the GET Status API unless told not to.
+    assert flag(assign, "set-secrets") == flag(webhook, "set-secrets")
+    assert "MIDTRANS_VERIFY_WITH_STATUS_API=true" in flag(webhook, "set-env-vars")
+    key_readers = [flag(c, "member") for c in commands(calls, "secrets", "add-iam-policy-binding")
+                   if "midtrans-server-key" in c]
+    assert key_readers == ["serviceAccount:meeting-links-webhook@demo-project.iam.gserviceaccount.com",
+                           "serviceAccount:meeting-links-assign@demo-project.iam.gserviceaccount.com"]
     invokers = [flag(c, "member") for c in commands(calls, "functions", "add-invoker-policy-binding")]
     assert "serviceAccount:meeting-links-webhook@demo-project.iam.gserviceaccount.com" in invokers
     job = commands(calls, "scheduler", "jobs", "create", "http")[0]
@@ -88,6 +95,11 @@ def test_deploys_then_changes_nothing_the_second_time(gcloud, database_url, conn
 def test_refuses_a_connection_budget_over_the_database_limit(gcloud):
     result, calls = gcloud("--dry-run", WEBHOOK_MAX_INSTANCES="30")
     assert result.returncode == 2 and "refusing to deploy" in result.stderr and calls == []
+
+
+def test_the_status_api_check_can_be_turned_off(gcloud):
+    result, _ = gcloud("--dry-run", MIDTRANS_VERIFY_WITH_STATUS_API="false")
+    assert result.returncode == 0 and "MIDTRANS_VERIFY_WITH_STATUS_API=false" in result.stdout
 
 
 def test_settings_from_a_config_file(gcloud, tmp_path):
