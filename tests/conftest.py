@@ -2,13 +2,14 @@
 command, dropped at the end), a clean slate per test, and the two functions served for real."""
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
 
 import pytest
 
-from meeting_links import config, db as db_module, migrations
+from meeting_links import cli, config, db as db_module, migrations
 from meeting_links.db import Database
 
 from support import INTERNAL_TOKEN, SERVER_KEY, FunctionServer, connect
@@ -63,6 +64,24 @@ def db(conn, database_url):
     d = Database(config.from_environment({"DATABASE_URL": database_url, "DB_POOL_SIZE": "8"}))
     yield d
     d.close()
+
+
+@pytest.fixture
+def admin(database_url, monkeypatch, capsys):
+    """Runs `meeting-links ARGS` in-process: (exit code, stdout, stderr); .json(ARGS) parses --json."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    def run(*argv):
+        code = cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    def as_json(*argv):
+        code, out, err = run(*argv, "--json")
+        assert code == 0, err
+        return json.loads(out)
+    run.json = as_json
+    return run
 
 
 @pytest.fixture

@@ -8,23 +8,6 @@ from meeting_links import cli
 from support import booking, insert_booking
 
 
-@pytest.fixture
-def admin(database_url, monkeypatch, capsys):
-    monkeypatch.setenv("DATABASE_URL", database_url)
-
-    def run(*argv):
-        code = cli.main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    def as_json(*argv):
-        code, out, err = run(*argv, "--json")
-        assert code == 0, err
-        return json.loads(out)
-    run.json = as_json
-    return run
-
-
 def paid(conn, **kw):
     return insert_booking(conn, payment_status="paid", status="confirmed", **kw)
 

@@ -7,7 +7,7 @@ import time
 import pg8000.exceptions
 import pytest
 
-from meeting_links import allocation, cli
+from meeting_links import allocation
 
 from support import INTERNAL_TOKEN, booking, connect, insert_booking, notification
 
@@ -16,17 +16,6 @@ AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
 
 def paid(conn, **kw):
     return insert_booking(conn, payment_status="paid", status="confirmed", **kw)
-
-
-@pytest.fixture
-def admin(database_url, monkeypatch, capsys):
-    monkeypatch.setenv("DATABASE_URL", database_url)
-
-    def run(*argv):
-        code = cli.main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 # --- 11. the buffer applies to sessions that have not ended ---------------------------------

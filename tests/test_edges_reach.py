@@ -1,13 +1,11 @@
 """Every paid booking is reached: the sweep walks past bookings that stay waiting, freed links
 are handed over from every path, and payments whose notification was lost are found with
 Midtrans's GET Status API."""
-import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from meeting_links import allocation, cli, config, sweep
-from meeting_links.db import Database
+from meeting_links import allocation, config, sweep
 
 from support import INTERNAL_TOKEN, SERVER_KEY, FakeServer, FunctionServer, booking, insert_booking
 
@@ -72,8 +70,7 @@ def test_concurrent_sweeps_count_only_the_links_each_gave(conn, assign_server, s
 
 # --- 2. freed links are handed over from every path ----------------------------------------
 
-def test_moving_a_booking_by_hand_hands_the_link_it_left_to_a_waiting_booking(conn, db, set_links, database_url,
-                                                                             monkeypatch, capsys):
+def test_moving_a_booking_by_hand_hands_the_link_it_left_to_a_waiting_booking(conn, db, set_links, admin):
     first = set_links(1)[0]
     mover = paid(conn, time="10:00")
     allocation.assign(db, mover["id"])
@@ -83,9 +80,7 @@ def test_moving_a_booking_by_hand_hands_the_link_it_left_to_a_waiting_booking(co
     # a second link inserted the seed's way: no hand-over of its own
     second = str(conn.run("INSERT INTO meeting_links_pool (meeting_link, created_at) VALUES"
                           " ('https://meet.google.com/second-link', now() + interval '1 hour') RETURNING id")[0][0])
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    assert cli.main(["bookings", "assign", mover["id"], "--link", second, "--json"]) == 0
-    row = json.loads(capsys.readouterr().out)[0]
+    row = admin.json("bookings", "assign", mover["id"], "--link", second)[0]
     assert row["moved_from"] == "https://meet.google.com/test-link-01" and row["waiting_bookings_assigned"] == 1
     assert booking(conn, waiter["id"])["link_id"] == first
     assert booking(conn, mover["id"])["link_id"] == second

@@ -98,7 +98,7 @@ def _serve(db: Database, hold: Hold | None, after: tuple, until: tuple | None,
     assigned = still_waiting = 0
     last = None
     while True:
-        page = db.run(lambda tx: tx.rows(
+        page = db.run(lambda tx, after=after: tx.rows(
             "waiting_bookings_page", hold_from=hold and hold.start, hold_until=hold and hold.until,
             after_paid_at=after[0], after_id=after[1], until_paid_at=until and until[0],
             until_id=until and until[1], page_size=PAGE_SIZE))

@@ -58,7 +58,7 @@ def check_open_payments(db: Database, settings: Settings, deadline: float) -> tu
             logs.warning("Midtrans status API failed; open payments are checked next sweep", detail=str(exc))
             break
         asked += 1
-        db.run(lambda tx: tx.rows("mark_payment_checked", booking_id=str(row["id"])))
+        db.run(lambda tx, booking_id=str(row["id"]): tx.rows("mark_payment_checked", booking_id=booking_id))
         if status is None:
             continue
         try:
