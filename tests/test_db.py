@@ -46,7 +46,7 @@ def test_unreachable_database_is_database_unavailable():
 def test_a_refused_statement_is_a_sql_error_and_the_connection_stays_usable(db, conn):
     b = insert_booking(conn, payment_status="paid", status="confirmed")
     with pytest.raises(SqlError) as refused:
-        db.run(lambda tx: tx.rows("set_booking_link", booking_id=b["id"],
+        db.run(lambda tx: tx.rows("set_link_by_hand", booking_id=b["id"],
                                   link_id="00000000-0000-0000-0000-000000000000"))
     assert refused.value.sqlstate == "23503"  # no such link
     assert db.run(lambda tx: tx.one("now"))["now"] is not None

@@ -1,8 +1,10 @@
 """Giving links to bookings, and handing freed links to bookings that wait for one.
 
 The exclusion constraint bookings_no_overlapping_link_use is what makes a double booking
-impossible; this module only picks a good candidate and retries when the constraint (or a
-deadlock) says another transaction got there first.
+impossible. The choice of a link is one SQL function, assign_link_v1, which locks the time
+the booking needs rather than the links; this module calls it, runs it again when the
+constraint (or a deadlock) says another writer got there first, and turns its outcome into
+a result or a domain error.
 """
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from . import logs, payments
-from .db import DEADLOCK, EXCLUSION_VIOLATION, SERIALIZATION_FAILURE, Database, Transaction
+from . import logs
+from .db import DEADLOCK, EXCLUSION_VIOLATION, SERIALIZATION_FAILURE, Database
 from .errors import BookingCancelled, BookingNotFound, BookingNotPaid, PoolExhausted
 
 ALLOCATION_RETRY = frozenset({EXCLUSION_VIOLATION, DEADLOCK, SERIALIZATION_FAILURE})
@@ -35,52 +37,34 @@ class Assignment:
     already_assigned: bool
 
 
-@dataclass(frozen=True)
-class _Exhausted:
-    booking: dict
-    newly_flagged: bool
-
-
-def _claim(tx: Transaction, booking_id: str):
-    booking = tx.one("lock_booking", booking_id=booking_id)
-    if booking is None:
-        raise BookingNotFound(f"booking {booking_id} not found")
-    if booking["meeting_link_id"] is not None:
-        return Assignment(booking_id, str(booking["meeting_link_id"]), booking["meeting_link"], True)
-    if booking["cancelled_by_admin_at"] is not None:
-        raise BookingCancelled(
-            f"booking {booking_id} was cancelled by support at "
-            f"{booking['cancelled_by_admin_at'].isoformat(timespec='seconds')}; it gets no link")
-    if not payments.may_hold_link(booking["payment_status"], booking["status"]):
-        raise BookingNotPaid(
-            f"booking {booking_id} is not paid and confirmed "
-            f"(payment_status={booking['payment_status']}, status={booking['status']})")
-    link = (tx.one("claim_free_link", booking_id=booking_id)
-            or tx.one("claim_free_link_waiting", booking_id=booking_id))
-    if link is None:
-        tx.rows("mark_needs_manual_link", booking_id=booking_id)
-        return _Exhausted(booking, newly_flagged=not booking["needs_manual_link"])
-    tx.rows("set_booking_link", booking_id=booking_id, link_id=str(link["id"]))
-    return Assignment(booking_id, str(link["id"]), link["meeting_link"], False)
-
-
 def assign(db: Database, booking_id: str) -> Assignment:
     """Gives the booking the first free link for its range, or returns the one it holds.
 
-    Raises BookingNotFound, BookingNotPaid (BookingCancelled when support cancelled it), or
-    PoolExhausted (after marking the booking as waiting for manual assignment, committed).
+    One statement (assign_link_v1). Raises BookingNotFound, BookingNotPaid (BookingCancelled
+    when support cancelled it), or PoolExhausted (after marking the booking as waiting for
+    manual assignment, committed).
     """
-    result = db.run(lambda tx: _claim(tx, booking_id), retry_on=ALLOCATION_RETRY)
-    if isinstance(result, _Exhausted):
-        b = result.booking
-        if result.newly_flagged:
-            logs.error("meeting link pool exhausted: booking needs manual assignment",
-                       booking_id=booking_id, order_id=b["order_id"],
-                       starts_at=b["starts_at"].isoformat(), ends_at=b["ends_at"].isoformat())
-        raise PoolExhausted(booking_id, b["starts_at"], b["ends_at"])
-    if not result.already_assigned:
-        logs.info("meeting link assigned", booking_id=booking_id, meeting_link_id=result.link_id)
-    return result
+    row = db.run(lambda tx: tx.one("assign_link", booking_id=booking_id), retry_on=ALLOCATION_RETRY)
+    outcome = row["outcome"]
+    if outcome in ("assigned", "already_assigned"):
+        if outcome == "assigned":
+            logs.info("meeting link assigned", booking_id=booking_id, meeting_link_id=str(row["link_id"]))
+        return Assignment(booking_id, str(row["link_id"]), row["meeting_link"], outcome == "already_assigned")
+    if outcome == "not_found":
+        raise BookingNotFound(f"booking {booking_id} not found")
+    if outcome == "cancelled":
+        raise BookingCancelled(
+            f"booking {booking_id} was cancelled by support at "
+            f"{row['cancelled_by_admin_at'].isoformat(timespec='seconds')}; it gets no link")
+    if outcome == "not_paid":
+        raise BookingNotPaid(
+            f"booking {booking_id} is not paid and confirmed "
+            f"(payment_status={row['payment_status']}, status={row['status']})")
+    if row["newly_flagged"]:
+        logs.error("meeting link pool exhausted: booking needs manual assignment",
+                   booking_id=booking_id, order_id=row["order_id"],
+                   starts_at=row["starts_at"].isoformat(), ends_at=row["ends_at"].isoformat())
+    raise PoolExhausted(booking_id, row["starts_at"], row["ends_at"])
 
 
 @dataclass(frozen=True)

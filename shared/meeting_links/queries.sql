@@ -20,42 +20,9 @@ FOR UPDATE OF b
 SELECT id, payment_status, status, meeting_link_id, needs_manual_link
 FROM bookings WHERE order_id = :order_id
 
--- name: claim_free_link
--- The first enabled link with nothing overlapping the booking's range, in a stable order.
--- The links busy in that range come from one scan of the exclusion constraint's index,
--- rather than one probe per link (which cost 1.7 ms with 1,000 links, this 0.3 ms).
--- SKIP LOCKED spreads concurrent allocators over different links instead of making them
--- all queue for the first one.
-SELECT l.id, l.meeting_link
-FROM meeting_links_pool l
-WHERE l.is_available
-  AND l.id NOT IN (SELECT b.meeting_link_id FROM bookings b, bookings me
-                   WHERE me.id = :booking_id AND b.link_hold && me.link_hold
-                     AND b.meeting_link_id IS NOT NULL)
-ORDER BY l.created_at, l.id
-LIMIT 1
-FOR UPDATE OF l SKIP LOCKED
-
--- name: claim_free_link_waiting
--- The same, waiting for links other allocators hold: SKIP LOCKED finding nothing does not
--- mean the pool is exhausted, only that every free link was being looked at.
-SELECT l.id, l.meeting_link
-FROM meeting_links_pool l
-WHERE l.is_available
-  AND l.id NOT IN (SELECT b.meeting_link_id FROM bookings b, bookings me
-                   WHERE me.id = :booking_id AND b.link_hold && me.link_hold
-                     AND b.meeting_link_id IS NOT NULL)
-ORDER BY l.created_at, l.id
-LIMIT 1
-FOR UPDATE OF l
-
--- name: set_booking_link
-UPDATE bookings SET meeting_link_id = :link_id WHERE id = :booking_id
-RETURNING link_assigned_at
-
--- name: mark_needs_manual_link
--- Only the first time: a sweep passes the same full slot again and again.
-UPDATE bookings SET needs_manual_link = true WHERE id = :booking_id AND NOT needs_manual_link
+-- name: assign_link
+-- One statement, one round trip: see sql/0005_assign_link_v1.sql.
+SELECT * FROM assign_link_v1(CAST(:booking_id AS uuid))
 
 -- name: waiting_bookings_page
 -- Paid bookings without a link whose session has not ended, oldest payment first, one

@@ -1,0 +1,80 @@
+"""assign_link_v1 locks the time a booking needs, not the links: only allocations whose
+ranges share a 15-minute bucket take turns, and nobody waits behind an unrelated writer."""
+import threading
+import time
+
+import pytest
+
+from meeting_links import allocation
+
+from support import booking, connect, insert_booking
+
+
+def paid(conn, **kw):
+    return insert_booking(conn, payment_status="paid", status="confirmed", **kw)
+
+
+@pytest.mark.parametrize("a,b,share", [
+    (("10:00", 30), ("10:30", 30), False),   # back to back: half-open ranges share no bucket
+    (("10:00", 60), ("10:45", 30), True),
+    (("10:00", 30), ("14:00", 60), False),
+    (("23:30", 60), ("00:15", 30), None),    # across midnight: checked on the next day below
+])
+def test_buckets_of_ranges(conn, a, b, share):
+    if share is None:
+        rows = conn.run("SELECT array(SELECT link_hold_buckets(session_link_hold('2030-01-07', '23:30', 60))),"
+                        " array(SELECT link_hold_buckets(session_link_hold('2030-01-08', '00:15', 30)))")
+        assert set(rows[0][0]) & set(rows[0][1])
+        return
+    rows = conn.run("SELECT array(SELECT link_hold_buckets(session_link_hold('2030-01-07', :t1, :d1))),"
+                    " array(SELECT link_hold_buckets(session_link_hold('2030-01-07', :t2, :d2)))",
+                    t1=a[0], d1=a[1], t2=b[0], d2=b[1])
+    first, second = rows[0]
+    assert len(first) == a[1] // 15 and len(second) == -(-b[1] // 15)
+    assert bool(set(first) & set(second)) is share
+
+
+def test_an_uncommitted_update_in_psql_does_not_hold_up_another_slot_of_that_link(conn, db, set_links,
+                                                                                 database_url):
+    link = set_links(1)[0]
+    morning, afternoon = paid(conn, time="10:00"), paid(conn, time="14:00")
+    support = connect(database_url)
+    try:
+        support.run("BEGIN")
+        support.run("UPDATE bookings SET meeting_link_id = CAST(:l AS uuid) WHERE id = :i", l=link, i=morning["id"])
+        started = time.monotonic()
+        assert allocation.assign(db, afternoon["id"]).link_id == link
+        assert time.monotonic() - started < 0.5   # the lock timeout is 1 s: it did not wait
+        support.run("COMMIT")
+    finally:
+        support.close()
+    assert booking(conn, morning["id"])["link_id"] == link
+
+
+def test_only_overlapping_allocations_wait_for_each_other(conn, db, set_links, database_url):
+    set_links(1)
+    first, overlapping, elsewhere = paid(conn, time="10:00"), paid(conn, time="10:30"), paid(conn, time="14:00")
+    holder = connect(database_url)
+    try:
+        holder.run("BEGIN")
+        assert holder.run("SELECT outcome FROM assign_link_v1(CAST(:i AS uuid))", i=first["id"]) == [["assigned"]]
+        started = time.monotonic()
+        allocation.assign(db, elsewhere["id"])           # another slot: no wait
+        assert time.monotonic() - started < 0.5
+        outcome = {}
+
+        def overlap():
+            try:
+                allocation.assign(db, overlapping["id"])
+                outcome["result"] = "assigned"
+            except allocation.PoolExhausted:
+                outcome["result"] = "exhausted"
+        thread = threading.Thread(target=overlap)
+        thread.start()
+        time.sleep(0.3)
+        assert thread.is_alive(), "an overlapping allocation waits for the one in flight"
+        holder.run("COMMIT")
+        thread.join(5)
+    finally:
+        holder.close()
+    assert outcome["result"] == "exhausted"     # it saw the committed assignment
