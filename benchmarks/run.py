@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -263,6 +264,90 @@ def _contend(bench: Bench, strategy: str, rows, links: int) -> dict:
             "p99_ms": ms(percentile(latencies, 99)), "assigned": assigned, "double_bookings": int(doubled)}
 
 
+def many_slots(bench: Bench, pools, slots: int = 64, per_slot: int = 3, threads: int = 64) -> list[dict]:
+    """`threads` allocators over `slots` separate slots (per_slot bookings each, shuffled):
+    ours should let different slots go at once, where one global lock makes them queue."""
+    results = []
+    for links in pools:
+        bench.sql("UPDATE meeting_links_pool SET is_available = (id IN (SELECT id FROM meeting_links_pool"
+                  " ORDER BY created_at, id LIMIT CAST($1 AS integer)))", links)
+        for strategy in ("ours", "global lock"):
+            bench.sql("DELETE FROM bookings WHERE scheduled_date >= '2033-07-01'")
+            bench.sql("DELETE FROM seed_bookings WHERE scheduled_date >= '2033-07-01'")
+            rows = []
+            for slot in range(slots):
+                for _ in range(per_slot):
+                    row = bench.sql(
+                        "INSERT INTO bookings (user_id, expert_id, session_type, scheduled_date, scheduled_time,"
+                        " duration, price, payment_status, status, order_id) VALUES ('u','e','K',"
+                        " date '2033-07-01' + CAST($1 AS integer), make_time(CAST($2 AS integer), 0, 0), 60,"
+                        " 100000, 'paid', 'confirmed', $3) RETURNING id::text, scheduled_date, scheduled_time,"
+                        " duration", slot // 24, slot % 24, new_order_id("M"))[0]
+                    bench.sql("INSERT INTO seed_bookings (id, scheduled_date, scheduled_time, duration,"
+                              " payment_status) VALUES ($1, $2, $3, $4, 'paid')", *row)
+                    rows.append(row)
+            random.Random(slots).shuffle(rows)
+            results.append(_many_slots_run(bench, strategy, rows, links, threads))
+            print("many slots", results[-1], flush=True)
+    bench.sql("UPDATE meeting_links_pool SET is_available = true")
+    return results
+
+
+def _many_slots_run(bench: Bench, strategy: str, rows, links: int, threads: int) -> dict:
+    todo: queue.Queue = queue.Queue()
+    for row in rows:
+        todo.put(row)
+    if strategy == "ours":
+        database = db_module.Database(replace(bench.settings, db_pool_size=threads))
+
+        def step(_conn, row):
+            try:
+                allocation.assign(database, row[0])
+            except PoolExhausted:
+                pass
+        conns = [None] * threads
+    else:
+        step, conns = global_lock_assign, [bench.connect() for _ in range(threads)]
+    if strategy == "ours":  # open the pool's connections first, as the baseline does
+        warm = threading.Barrier(threads)
+
+        def hold(_):
+            with database.transaction() as tx:
+                tx.one("now")
+                warm.wait()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(hold, range(threads)))
+    barrier = threading.Barrier(threads)
+
+    def worker(i):
+        barrier.wait()
+        while True:
+            try:
+                row = todo.get_nowait()
+            except queue.Empty:
+                return
+            step(conns[i], row)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(worker, range(threads)))
+    wall = time.perf_counter() - started
+    if strategy == "ours":
+        database.close()
+        table = "bookings"
+    else:
+        for conn in conns:
+            conn.close()
+        table = "seed_bookings"
+    assigned = bench.sql(f"SELECT count(*) FROM {table} WHERE scheduled_date >= '2033-07-01'"
+                         " AND meeting_link_id IS NOT NULL")[0][0]
+    # Slots are whole separate hours: two bookings of one slot on one link is a double booking.
+    doubled = bench.sql(f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {table}"
+                        " WHERE scheduled_date >= '2033-07-01' AND meeting_link_id IS NOT NULL"
+                        " GROUP BY meeting_link_id, scheduled_date, scheduled_time) x")[0][0]
+    return {"strategy": strategy, "threads": threads, "bookings": len(rows), "links": links,
+            "throughput_per_s": round(len(rows) / wall, 1), "assigned": assigned, "double_bookings": int(doubled)}
+
+
 # --- (c) end to end ----------------------------------------------------------------------------
 
 def end_to_end(bench: Bench, levels, requests_per_level: int, rng) -> list[dict]:
@@ -453,6 +538,7 @@ def main(argv=None) -> int:
             bench.reset(max(64, max(pools)))
             bench.sql((HERE / "seed_baseline.sql").read_text())
         results["contention"] = contention(bench, levels, [3, 64])
+        results["many_slots"] = [r for _ in range(repeats) for r in many_slots(bench, [3, 64])]
     if "end_to_end" in wanted:
         results["end_to_end"] = end_to_end(bench, e2e_levels, e2e_n, rng)
     if "cold_start" in wanted:
