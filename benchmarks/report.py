@@ -77,8 +77,8 @@ def write(results: dict, out: Path) -> str:
         "",
         "## (a) Allocation latency as history grows",
         "",
-        "One assignment = one call of `allocation.assign` (pool checkout, BEGIN, lock the booking, claim a link,",
-        "update, COMMIT), single-threaded, after 20 warm-up calls. History: a year of half-hour sessions,",
+        "One assignment = one call of `allocation.assign` (pool checkout, BEGIN, `assign_link_v1`: lock the",
+        "booking and its time buckets, pick a link, update; COMMIT), single-threaded, after 20 warm-up calls. History: a year of half-hour sessions,",
         "70% of the pool in use in every slot; new bookings start on a quarter hour so each overlaps two",
         "history slots. Seed = the original find-then-update (two autocommit statements, no locking, on a",
         "copy of the table without the constraint, with its own indexes). Ratio = ours / seed.",
@@ -160,7 +160,7 @@ def _default_notes(results: dict) -> list[str]:
         notes.append(
             "- Why the end-to-end share misses 30%: a notification is two HTTP requests (Midtrans to the "
             "webhook, the webhook to assign) and two durable transactions (the webhook's: BEGIN, lock the "
-            "booking, duplicate check, update, log insert, COMMIT; assign's: BEGIN, lock, claim, update, "
+            "booking, duplicate check, update, log insert, COMMIT; assign's: BEGIN, assign_link_v1, "
             "COMMIT), each statement a round trip through pg8000, a pure-Python driver; the ceiling is one "
             "request with no I/O. The CPU lines above show it: about 4.5x the CPU of the 'ok' request, on two "
             "cores that the load generator, both servers and PostgreSQL share, so throughput is CPU-bound at "
@@ -180,11 +180,11 @@ def _default_notes(results: dict) -> list[str]:
             "slowest, so scheduler noise decides it, and it varies from run to run. "
             "What closes it is what closes the throughput gap: less CPU per request, or more CPUs.")
     notes.append(
-        "- Contention is measured on a single slot, the worst case for our allocator and the best for a "
-        "global lock: every contender wants the same few links, so ours pays lock waits and retries on "
-        "23P01 where the global lock simply queues. Both are correct. By design (not measured here), ours "
-        "only makes overlapping bookings wait for each other, where a global lock queues every allocation "
-        "of every slot behind one another.")
+        "- One slot (b) is the worst case for our allocator and the best for a global lock: every "
+        "contender needs the same time buckets, so ours queues like the lock does and pays a PL/pgSQL "
+        "call and its bucket locks on top. Both are correct. Many slots (b2) is the common case: ours "
+        "makes only allocations whose ranges share a 15-minute bucket wait for each other, where a "
+        "global lock queues every allocation of every slot behind one another.")
     seed = [r for r in results["contention"] if r["strategy"] == "seed"]
     if seed:
         worst = max(seed, key=lambda r: r["double_bookings"])
