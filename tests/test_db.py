@@ -69,3 +69,16 @@ def test_a_statement_timeout_is_database_unavailable_without_a_retry(database_ur
         del queries.all_queries()["slow_probe"]
         d.close()
     assert calls == [1]
+
+
+def test_a_pooled_connection_has_every_session_setting(database_url):
+    d = Database(config.from_environment({"DATABASE_URL": database_url, "DB_STATEMENT_TIMEOUT_MS": "1234",
+                                          "DB_LOCK_TIMEOUT_MS": "567"}))
+    try:
+        with d.transaction() as tx:
+            conn = tx._conn
+            shown = [conn.run(f"SHOW {name}")[0][0] for name in
+                     ("TimeZone", "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")]
+    finally:
+        d.close()
+    assert shown == ["UTC", "1234ms", "567ms", "30s"]

@@ -207,3 +207,15 @@ def test_webhook_with_wrong_internal_token_gets_503_not_a_silent_200(conn, datab
         r = server.post(notification(b["order_id"]))
     assert r.status_code == 503
     assert booking(conn, b["id"])["link_id"] is None and booking(conn, b["id"])["payment_status"] == "paid"
+
+
+def test_the_call_to_assign_ignores_proxy_settings_in_the_environment(conn, app_env, assign_server, monkeypatch):
+    app_env(ASSIGN_MEETING_LINK_URL=assign_server.url)
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    b = insert_booking(conn)
+    r = make_client("midtrans_webhook").post("/", json=notification(b["order_id"]))
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["meetingLink"] == "https://meet.google.com/kcw-ebey-pqu"

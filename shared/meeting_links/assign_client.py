@@ -20,6 +20,9 @@ def _clients(settings: Settings) -> tuple[requests.Session, IdTokens]:
     with _lock:
         if _session is None:
             _session = requests.Session()
+            # No proxy or netrc lookups from the environment on every call: the callee is a
+            # Cloud Run URL reached directly.
+            _session.trust_env = False
             _tokens = IdTokens(settings.assign_meeting_link_url)
         return _session, _tokens
 

@@ -139,13 +139,12 @@ class Database:
         try:
             conn = self._connect()
             s = self._settings
-            for statement in (
-                "SET TIME ZONE 'UTC'",
-                f"SET statement_timeout = {int(s.db_statement_timeout_ms)}",
-                f"SET lock_timeout = {int(s.db_lock_timeout_ms)}",
-                "SET idle_in_transaction_session_timeout = 30000",
-            ):
-                conn.execute_simple(statement)
+            # One round trip: the simple query protocol takes several statements at once.
+            conn.execute_simple(
+                "SET TIME ZONE 'UTC'; "
+                f"SET statement_timeout = {int(s.db_statement_timeout_ms)}; "
+                f"SET lock_timeout = {int(s.db_lock_timeout_ms)}; "
+                "SET idle_in_transaction_session_timeout = 30000")
             return conn
         except (InterfaceError, OSError) as exc:
             raise DatabaseUnavailable("database unreachable") from exc
