@@ -159,14 +159,13 @@ def _default_notes(results: dict) -> list[str]:
         at8 = next((r for r in results["end_to_end"] if r["concurrency"] == 8), results["end_to_end"][-1])
         notes.append(
             "- Why the end-to-end share misses 30%: a notification is two HTTP requests (Midtrans to the "
-            "webhook, the webhook to assign) and two durable transactions (the webhook's: BEGIN, lock the "
-            "booking, duplicate check, update, log insert, COMMIT; assign's: BEGIN, assign_link_v1, "
-            "COMMIT), each statement a round trip through pg8000, a pure-Python driver; the ceiling is one "
+            "webhook, the webhook to assign) and two durable transactions (the webhook's: BEGIN, record_payment_v1, "
+            "COMMIT; assign's: BEGIN, assign_link_v1, COMMIT), each statement a round trip through "
+            "pg8000, a pure-Python driver; the ceiling is one "
             "request with no I/O. The CPU lines above show it: about 4.5x the CPU of the 'ok' request, on two "
             "cores that the load generator, both servers and PostgreSQL share, so throughput is CPU-bound at "
-            "about a quarter of the ceiling. What would close it: record a notification in one round trip "
-            "(a SQL function holding the duplicate check, transition and log insert: 6 round trips to 1); "
-            "a driver in C (psycopg) where the Cloud SQL connector allows it; and, deployed, the two functions "
+            "about a quarter of the ceiling. What would close it: fewer round trips still (BEGIN and COMMIT around "
+            "each single statement could go: autocommit); a driver in C (psycopg) where the Cloud SQL connector allows it; and, deployed, the two functions "
             "and Cloud SQL each have their own CPUs instead of sharing these two. Latency, which Midtrans "
             f"cares about, is far inside its budget: p99 {at8['p99_ms']:.0f} ms at concurrency "
             f"{at8['concurrency']} against 5 s.")

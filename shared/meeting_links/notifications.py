@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
 from typing import Callable
 
 from . import allocation, logs, midtrans_api, payments, signature
@@ -91,65 +90,27 @@ class Recorded:
     meeting_link: str | None = None  # the link the booking holds afterwards
 
 
-def _amount_matches(gross_amount: str, price: Decimal) -> bool:
-    try:
-        return Decimal(gross_amount) == price
-    except InvalidOperation:
-        return False
-
-
 def _record(tx: Transaction, n: Notification) -> Recorded:
-    booking = tx.one("lock_booking_by_order", order_id=n.order_id)
-
-    def log_row(outcome, before=None, after=None, detail=""):
-        tx.rows("record_notification", order_id=n.order_id, transaction_id=n.transaction_id,
-                transaction_status=n.transaction_status, fraud_status=n.fraud_status,
-                gross_amount=n.gross_amount,
-                booking_id=str(booking["id"]) if booking else None, outcome=outcome,
-                before=before, after=after, detail=detail or None, body=json.dumps(n.body),
-                source=n.source)
-
-    if booking is None:
-        log_row("ignored", detail="unknown order_id")
-        return Recorded("ignored", detail="unknown order_id")
-
-    booking_id, current = str(booking["id"]), booking["payment_status"]
-
-    def result(outcome, payment_status, status, released=None, detail=""):
-        holds_link = booking["meeting_link_id"] is not None and released is None
-        return Recorded(outcome, booking_id, payment_status, status,
-                        needs_link=payments.may_hold_link(payment_status, status) and not holds_link,
-                        released=released, detail=detail,
-                        meeting_link=booking["meeting_link"] if holds_link else None)
-
-    if not _amount_matches(n.gross_amount, booking["price"]):
-        detail = f"gross_amount {n.gross_amount} does not match price {booking['price']}"
-        log_row("rejected", current, current, detail)
-        return Recorded("rejected", booking_id, current, booking["status"], detail=detail)
-
-    if tx.one("notification_seen", order_id=n.order_id, transaction_id=n.transaction_id,
-              transaction_status=n.transaction_status, fraud_status=n.fraud_status):
-        log_row("duplicate", current, current)
-        return result("duplicate", current, booking["status"])
-
+    """One statement: record_payment_v1 applies the intent payments.py derives (sql/0006)."""
     target = payments.target_for(n.transaction_status, n.fraud_status)
-    if target is None:
-        detail = f"transaction_status {n.transaction_status!r} / fraud_status {n.fraud_status!r} is not acted on"
-        log_row("ignored", current, current, detail)
-        return result("ignored", current, booking["status"], detail=detail)
-
-    outcome = payments.outcome(current, target)
-    if outcome != "applied":
-        log_row(outcome, current, current, target.note)
-        return result(outcome, current, booking["status"], detail=target.note)
-
-    status = payments.booking_status_for(target.payment_status, booking["cancelled_by_admin"])
-    tx.rows("set_payment_state", booking_id=booking_id, payment_status=target.payment_status, status=status)
-    released = None
-    if booking["meeting_link_id"] is not None and not payments.may_hold_link(target.payment_status, status):
-        released = allocation.Hold(booking["hold_from"], booking["hold_until"])
-    log_row("applied", current, target.payment_status, target.note)
-    return result("applied", target.payment_status, status, released, target.note)
+    row = tx.one(
+        "record_payment", order_id=n.order_id, transaction_id=n.transaction_id,
+        transaction_status=n.transaction_status, fraud_status=n.fraud_status, gross_amount=n.gross_amount,
+        body=json.dumps(n.body), source=n.source,
+        target=target.payment_status if target else None,
+        may_follow=sorted(target.may_follow) if target else [],
+        status_for_target=payments.booking_status_for(target.payment_status, False) if target else None,
+        note=target.note if target else "")
+    if row["booking_id"] is None:
+        return Recorded("ignored", detail=row["detail"])
+    released = allocation.Hold(row["released_from"], row["released_until"]) if row["released_from"] else None
+    outcome, payment_status, status = row["outcome"], row["payment_status"], row["status"]
+    holds_link = row["meeting_link"] is not None
+    return Recorded(outcome, str(row["booking_id"]), payment_status, status,
+                    needs_link=(outcome != "rejected" and payments.may_hold_link(payment_status, status)
+                                and not holds_link),
+                    released=released, detail=row["detail"] or "",
+                    meeting_link=row["meeting_link"] if outcome != "rejected" else None)
 
 
 def record(db: Database, n: Notification) -> Recorded:

@@ -8,18 +8,6 @@ FROM bookings b LEFT JOIN meeting_links_pool l ON l.id = b.meeting_link_id
 WHERE b.id = :booking_id
 FOR UPDATE OF b
 
--- name: lock_booking_by_order
-SELECT b.id, b.order_id, b.price, b.payment_status, b.status, b.meeting_link_id,
-       b.cancelled_by_admin_at IS NOT NULL AS cancelled_by_admin,
-       lower(b.link_hold) AS hold_from, upper(b.link_hold) AS hold_until, l.meeting_link
-FROM bookings b LEFT JOIN meeting_links_pool l ON l.id = b.meeting_link_id
-WHERE b.order_id = :order_id
-FOR UPDATE OF b
-
--- name: booking_by_order
-SELECT id, payment_status, status, meeting_link_id, needs_manual_link
-FROM bookings WHERE order_id = :order_id
-
 -- name: assign_link
 -- One statement, one round trip: see sql/0005_assign_link_v1.sql.
 SELECT * FROM assign_link_v1(CAST(:booking_id AS uuid))
@@ -62,33 +50,12 @@ LIMIT :max_calls
 -- name: mark_payment_checked
 UPDATE bookings SET payment_checked_at = now() WHERE id = :booking_id
 
--- name: notification_seen
-SELECT 1 AS seen FROM payment_notifications
-WHERE order_id = :order_id
-  AND transaction_id IS NOT DISTINCT FROM :transaction_id
-  AND transaction_status = :transaction_status
-  AND fraud_status IS NOT DISTINCT FROM :fraud_status
-  AND outcome IN ('applied', 'unchanged', 'stale')
-LIMIT 1
-
--- name: record_notification
-INSERT INTO payment_notifications
-    (order_id, transaction_id, transaction_status, fraud_status, gross_amount, booking_id,
-     outcome, payment_status_before, payment_status_after, detail, body, source)
-VALUES (:order_id, :transaction_id, :transaction_status, :fraud_status, :gross_amount,
-        CAST(:booking_id AS uuid), :outcome, :before, :after, :detail, CAST(:body AS jsonb), :source)
-RETURNING id
-
--- name: set_payment_state
--- Leaving the paid, confirmed state releases the link in the same statement: the
--- bookings_link_requires_active_booking constraint would refuse anything else.
-UPDATE bookings
-SET payment_status = :payment_status,
-    status = :status,
-    needs_manual_link = needs_manual_link AND :payment_status = 'paid' AND :status = 'confirmed',
-    meeting_link_id = CASE WHEN :payment_status = 'paid' AND :status = 'confirmed'
-                           THEN meeting_link_id END
-WHERE id = :booking_id
+-- name: record_payment
+-- One statement, one round trip: see sql/0006_record_payment_v1.sql.
+SELECT * FROM record_payment_v1(
+    CAST(:order_id AS text), CAST(:transaction_id AS text), CAST(:transaction_status AS text),
+    CAST(:fraud_status AS text), CAST(:gross_amount AS text), CAST(:body AS jsonb), CAST(:source AS text),
+    CAST(:target AS text), CAST(:may_follow AS text[]), CAST(:status_for_target AS text), CAST(:note AS text))
 
 -- name: booking_by_order_id
 SELECT id, order_id, price, payment_status, status, meeting_link_id FROM bookings
