@@ -204,21 +204,25 @@ def contention(bench: Bench, levels, pools) -> list[dict]:
     return results
 
 
+def _open_connections(database, count: int) -> None:
+    """Opens the pool's connections first, as the baselines do, so that only assignments are timed."""
+    warm = threading.Barrier(count)
+
+    def hold(_):
+        with database.transaction() as tx:
+            tx.one("now")
+            warm.wait()
+    with ThreadPoolExecutor(count) as pool:
+        list(pool.map(hold, range(count)))
+
+
 def _contend(bench: Bench, strategy: str, rows, links: int) -> dict:
     k, pool_size = len(rows), min(len(rows), 64)
     barrier = threading.Barrier(k)
     latencies = [0.0] * k
     if strategy == "ours":
         database = db_module.Database(bench.settings)
-        # Open the connections first, as the baselines do, so that only assignments are timed.
-        warm = threading.Barrier(pool_size)
-
-        def hold(_):
-            with database.transaction() as tx:
-                tx.one("now")
-                warm.wait()
-        with ThreadPoolExecutor(pool_size) as pool:
-            list(pool.map(hold, range(pool_size)))
+        _open_connections(database, pool_size)
 
         def work(i):
             barrier.wait()
@@ -308,15 +312,8 @@ def _many_slots_run(bench: Bench, strategy: str, rows, links: int, threads: int)
         conns = [None] * threads
     else:
         step, conns = global_lock_assign, [bench.connect() for _ in range(threads)]
-    if strategy == "ours":  # open the pool's connections first, as the baseline does
-        warm = threading.Barrier(threads)
-
-        def hold(_):
-            with database.transaction() as tx:
-                tx.one("now")
-                warm.wait()
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(hold, range(threads)))
+    if strategy == "ours":
+        _open_connections(database, threads)
     barrier = threading.Barrier(threads)
 
     def worker(i):
