@@ -6,13 +6,15 @@
 -- the state or call the notification stale, release the link when the booking may no longer
 -- hold one, and append the notification with what it did to payment_notifications.
 --
--- p_target NULL: a status we do not act on (logged as ignored). Support's cancellation
--- stands whatever the payment does: the booking then stays cancelled.
+-- p_target NULL: a status we do not act on (logged as ignored). The booking's status comes
+-- from payments.booking_status_for: p_status_for_target, or p_status_if_cancelled_by_admin
+-- when support cancelled the booking.
 -- outcome: applied | unchanged | stale | duplicate | ignored | rejected.
 CREATE FUNCTION record_payment_v1(
     p_order_id text, p_transaction_id text, p_transaction_status text, p_fraud_status text,
     p_gross_amount text, p_body jsonb, p_source text,
-    p_target text, p_may_follow text[], p_status_for_target text, p_note text)
+    p_target text, p_may_follow text[], p_status_for_target text,
+    p_status_if_cancelled_by_admin text, p_note text)
 RETURNS TABLE (outcome text, booking_id uuid, payment_status text, status text, meeting_link text,
                released_from timestamptz, released_until timestamptz, detail text)
 LANGUAGE plpgsql AS $$
@@ -66,7 +68,8 @@ BEGIN
         v_outcome := 'applied';
         v_detail := p_note;
         v_after := p_target;
-        v_status := CASE WHEN b.cancelled_by_admin_at IS NOT NULL THEN 'cancelled' ELSE p_status_for_target END;
+        v_status := CASE WHEN b.cancelled_by_admin_at IS NOT NULL THEN p_status_if_cancelled_by_admin
+                         ELSE p_status_for_target END;
         -- Leaving the paid, confirmed state releases the link in the same statement: the
         -- bookings_link_requires_active_booking constraint would refuse anything else.
         UPDATE bookings bk

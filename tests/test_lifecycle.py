@@ -168,6 +168,15 @@ def test_an_admin_cancellation_releases_the_link_to_a_waiting_booking(conn, webh
     assert state(conn, holder) == ("paid", "cancelled", False)
 
 
+def test_a_payment_after_an_admin_cancellation_is_recorded_and_the_booking_stays_cancelled(
+        conn, webhook_server, admin):
+    b = insert_booking(conn)
+    assert admin("bookings", "cancel", b["id"])[0] == 0
+    answer = send(webhook_server, b["order_id"], "settlement")
+    assert (answer["outcome"], answer["paymentStatus"], answer["status"]) == ("applied", "paid", "cancelled")
+    assert state(conn, b) == ("paid", "cancelled", False)
+
+
 def test_sweep_assigns_paid_bookings_the_webhook_could_not(conn, assign_server, set_links):
     set_links(2)
     missed = [insert_booking(conn, payment_status="paid", status="confirmed") for _ in range(3)]

@@ -100,6 +100,7 @@ def _record(tx: Transaction, n: Notification) -> Recorded:
         target=target.payment_status if target else None,
         may_follow=sorted(target.may_follow) if target else [],
         status_for_target=payments.booking_status_for(target.payment_status, False) if target else None,
+        status_if_cancelled_by_admin=payments.booking_status_for(target.payment_status, True) if target else None,
         note=target.note if target else "")
     if row["booking_id"] is None:
         return Recorded("ignored", detail=row["detail"])

@@ -2,8 +2,9 @@
 
 Decisions use transaction_status and fraud_status, never status_code (midtrans.md §3.4).
 Notifications can arrive twice or out of order, so each one names the payment states it
-may move a booking *from*; from any other state it is stale and changes nothing. README.md
-has this table in prose.
+may move a booking *from*; from any other state it is stale and changes nothing (already in
+the target state: unchanged). This module decides the intent; record_payment_v1 (sql/0006)
+applies it under the booking's lock. README.md has this table in prose.
 """
 from __future__ import annotations
 
@@ -60,15 +61,6 @@ def target_for(transaction_status: str, fraud_status: str | None) -> Target | No
         "partial_refund": _PARTIAL,
         "partial_chargeback": _PARTIAL,
     }.get(transaction_status)
-
-
-def outcome(current_payment_status: str, target: Target) -> str:
-    """applied, unchanged or stale."""
-    if current_payment_status == target.payment_status:
-        return "unchanged"
-    if current_payment_status in target.may_follow:
-        return "applied"
-    return "stale"
 
 
 def may_hold_link(payment_status: str, status: str) -> bool:

@@ -55,7 +55,8 @@ UPDATE bookings SET payment_checked_at = now() WHERE id = :booking_id
 SELECT * FROM record_payment_v1(
     CAST(:order_id AS text), CAST(:transaction_id AS text), CAST(:transaction_status AS text),
     CAST(:fraud_status AS text), CAST(:gross_amount AS text), CAST(:body AS jsonb), CAST(:source AS text),
-    CAST(:target AS text), CAST(:may_follow AS text[]), CAST(:status_for_target AS text), CAST(:note AS text))
+    CAST(:target AS text), CAST(:may_follow AS text[]), CAST(:status_for_target AS text),
+    CAST(:status_if_cancelled_by_admin AS text), CAST(:note AS text))
 
 -- name: booking_by_order_id
 SELECT id, order_id, price, payment_status, status, meeting_link_id FROM bookings
