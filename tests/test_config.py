@@ -57,7 +57,8 @@ def test_cloud_sql_connector_is_used_when_an_instance_is_named(monkeypatch):
     first, _second = connect(), connect()
     assert first.autocommit is True
     assert calls[0] == ("init", {"refresh_strategy": "lazy", "ip_type": "public", "enable_iam_auth": False})
-    assert calls[1] == ("connect", "p:asia-southeast2:pg", "pg8000", {"user": "app", "db": "bookings", "password": "pw"})
+    assert calls[1] == ("connect", "p:asia-southeast2:pg", "pg8000", {"user": "app", "db": "bookings", "password": "pw",
+                                                                "startup_params": None})
     assert [c[0] for c in calls] == ["init", "connect", "connect"]  # one connector, reused
 
     calls.clear()

@@ -44,12 +44,79 @@ def test_unreachable_database_is_database_unavailable():
 
 
 def test_a_refused_statement_is_a_sql_error_and_the_connection_stays_usable(db, conn):
+    from meeting_links import queries
     b = insert_booking(conn, payment_status="paid", status="confirmed")
-    with pytest.raises(SqlError) as refused:
-        db.run(lambda tx: tx.rows("set_link_by_hand", booking_id=b["id"],
-                                  link_id="00000000-0000-0000-0000-000000000000"))
-    assert refused.value.sqlstate == "23503"  # no such link
+    queries.all_queries()["link_to_nothing"] = (
+        "UPDATE bookings SET meeting_link_id = '00000000-0000-0000-0000-000000000000' WHERE id = :booking_id")
+    try:
+        with pytest.raises(SqlError) as refused:
+            db.run(lambda tx: tx.rows("link_to_nothing", booking_id=b["id"]))
+    finally:
+        del queries.all_queries()["link_to_nothing"]
+    assert refused.value.sqlstate == "23503"  # no such link: not a domain rule, stays an SqlError
     assert db.run(lambda tx: tx.one("now"))["now"] is not None
+
+
+def test_constraint_violations_come_out_as_domain_errors_by_constraint_name(db, conn, seed_links):
+    """db.py is the one place that reads constraint names: the overlap rule, a disabled link and
+    an unpaid booking holding a link come out as LinkConflict, whoever wrote the statement."""
+    from meeting_links import queries
+    from meeting_links.errors import LinkConflict
+    link = seed_links[0]["id"]
+    held = insert_booking(conn, payment_status="paid", status="confirmed")
+    conn.run("UPDATE bookings SET meeting_link_id = CAST(:l AS uuid) WHERE id = :i", l=link, i=held["id"])
+    rival = insert_booking(conn, payment_status="paid", status="confirmed")  # same slot
+    unpaid = insert_booking(conn, date="2031-01-01")
+    queries.all_queries()["give_link"] = (
+        "UPDATE bookings SET meeting_link_id = CAST(:link AS uuid) WHERE id = :booking_id")
+    try:
+        for booking, expected in ((rival, "overlapping booking"), (unpaid, "paid, confirmed")):
+            with pytest.raises(LinkConflict, match=expected):
+                db.run(lambda tx, b=booking: tx.rows("give_link", booking_id=b["id"], link=link))
+        conn.run("UPDATE meeting_links_pool SET is_available = false WHERE id = CAST(:l AS uuid)", l=seed_links[1]["id"])
+        with pytest.raises(LinkConflict, match="disabled"):
+            db.run(lambda tx: tx.rows("give_link", booking_id=rival["id"], link=seed_links[1]["id"]))
+    finally:
+        del queries.all_queries()["give_link"]
+    assert conn.run("SELECT count(*) FROM bookings WHERE meeting_link_id IS NOT NULL")[0][0] == 1
+
+
+def test_session_settings_arrive_with_the_connection(database_url):
+    """Pooled connections get their settings in the startup packet: no SET round trip."""
+    d = Database(config.from_environment({"DATABASE_URL": database_url, "DB_STATEMENT_TIMEOUT_MS": "1234",
+                                          "DB_LOCK_TIMEOUT_MS": "567"}))
+    from meeting_links import queries
+    queries.all_queries()["session_probe"] = (
+        "SELECT current_setting('statement_timeout') AS st, current_setting('lock_timeout') AS lt,"
+        " current_setting('TimeZone') AS tz")
+    try:
+        row = d.run(lambda tx: tx.one("session_probe"))
+    finally:
+        del queries.all_queries()["session_probe"]
+        d.close()
+    assert row == {"st": "1234ms", "lt": "567ms", "tz": "UTC"}
+
+
+def test_one_tls_decision_per_process(database_url, monkeypatch):
+    """The local server declines TLS: the first connection asks, no SSL context is ever built,
+    and later connections do not ask again. sslmode=require refuses such a server."""
+    import ssl
+    from meeting_links import db as db_module
+    built = []
+    for name in ("SSLContext", "create_default_context"):  # what db.py and pg8000 call
+        monkeypatch.setattr(ssl, name, lambda *a, _real=getattr(ssl, name), **k: built.append(1) or _real(*a, **k))
+    connect = db_module.connector_for(config.from_environment({"DATABASE_URL": database_url}))
+    assert connect.tls.mode == "prefer"
+    for _ in range(3):
+        connect().close()
+    assert built == [] and connect.tls.connect_kwargs() == {"ssl_context": False}
+
+    monkeypatch.undo()
+    strict = db_module.connector_for(config.from_environment({"DATABASE_URL": database_url + "?sslmode=require"}))
+    with pytest.raises(Exception, match="refuses SSL"):
+        strict()
+    with pytest.raises(Exception, match="sslmode"):
+        db_module.connector_for(config.from_environment({"DATABASE_URL": database_url + "?sslmode=sometimes"}))
 
 
 def test_a_statement_timeout_is_database_unavailable_without_a_retry(database_url, conn):

@@ -20,14 +20,5 @@ def _assign(request):
     authenticate_caller(request.headers.get("Authorization"), config)
     body = web.json_object(request)
     if body.get("sweep") is True:
-        swept = sweep.run(database(config), config)
-        return {"success": True, "assigned": swept.assigned, "waiting": swept.waiting,
-                "complete": swept.complete, "paymentsChecked": swept.payments_checked,
-                "paymentsRecorded": swept.payments_recorded}, 200
-    booking_id = web.uuid_field(body, "bookingId")
-    assignment = allocation.assign(database(config), booking_id)
-    answer = {"success": True, "meetingLink": assignment.meeting_link,
-              "meetingLinkId": assignment.link_id}
-    if assignment.already_assigned:
-        answer["alreadyAssigned"] = True
-    return answer, 200
+        return sweep.run(database(config), config).answer(), 200
+    return allocation.assign(database(config), web.uuid_field(body, "bookingId")).answer(), 200

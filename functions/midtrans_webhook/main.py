@@ -19,17 +19,7 @@ def _notify(request):
     config = settings()
     body = web.json_object(request)
     signature.verify(body, config.midtrans_server_key)
-    notification = notifications.confirmed(config, notifications.Notification.from_body(body))
-    done = notifications.process(database(config), config, notification,
+    done = notifications.receive(database(config), config, body,
                                  lambda booking_id, order_id: assign_client.request_assignment(
                                      config, booking_id, order_id))
-    recorded = done.recorded
-    if recorded.booking_id is None:
-        return {"success": True, "ignored": True, "reason": recorded.detail}, 200
-    answer = {"success": True, "outcome": recorded.outcome, "bookingId": recorded.booking_id,
-              "paymentStatus": recorded.payment_status, "status": recorded.status}
-    if done.meeting_link or recorded.needs_link:
-        answer["meetingLink"] = done.meeting_link
-    if recorded.needs_link:
-        answer["requiresManualAssignment"] = done.requires_manual_assignment
-    return answer, 200
+    return done.answer(), 200

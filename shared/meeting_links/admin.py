@@ -1,99 +1,18 @@
-"""The support team's commands: look at the pool, add and disable links, assign by hand,
-cancel bookings, and see whether the pool will be enough. Every write goes through the
-same constraints as the functions, so a mistake is refused, not stored."""
+"""The support team's operations: look at the pool, add and disable links, assign by hand,
+cancel bookings, and see whether the pool will be enough. Every write goes through the same
+constraints as the functions, so a mistake is refused, not stored. The command line that
+calls these (arguments, tables) is cli.py."""
 from __future__ import annotations
 
-import json
 import re
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time
 
 from . import allocation
 from .config import Settings
-from .db import EXCLUSION_VIOLATION, Database, SqlError
-from .errors import BadRequest, BookingCancelled, BookingNotFound, LinkConflict, LinkNotFound
+from .db import Database
+from .errors import BadRequest, BookingCancelled, BookingNotFound, LinkNotFound
 
 NEARLY_FULL = 0.8
-
-
-def add_commands(sub) -> None:
-    pool = sub.add_parser("pool", help="pool status and capacity")
-    pool_sub = pool.add_subparsers(dest="action", required=True)
-    _json(pool_sub.add_parser("status", help="every link: enabled, in use now, next free time"))
-    capacity = _json(pool_sub.add_parser("capacity", help="peak overlapping paid sessions per day vs pool size"))
-    capacity.add_argument("--days", type=int, default=14)
-
-    links = sub.add_parser("links", help="add, disable, enable, usage, free for a slot")
-    links_sub = links.add_subparsers(dest="action", required=True)
-    add = _json(links_sub.add_parser("add", help="add a link to the pool"))
-    add.add_argument("url")
-    add.add_argument("--notes", default=None)
-    for action in ("disable", "enable"):
-        p = _json(links_sub.add_parser(action, help=f"{action} a link (by id or URL)"))
-        p.add_argument("link")
-    _json(links_sub.add_parser("usage", help="bookings per link, total and upcoming"))
-    free = _json(links_sub.add_parser("free", help="links free for a local date, time and duration"))
-    free.add_argument("--date", required=True, help="YYYY-MM-DD, in the business time zone")
-    free.add_argument("--time", required=True, help="HH:MM")
-    free.add_argument("--duration", type=int, required=True, help="minutes")
-
-    bookings = sub.add_parser("bookings", help="waiting bookings, manual assignment, cancellation")
-    bookings_sub = bookings.add_subparsers(dest="action", required=True)
-    waiting_cmd = _json(bookings_sub.add_parser(
-        "waiting", help="paid bookings without a link whose session has not ended"))
-    waiting_cmd.add_argument("--all", action="store_true", help="include sessions that have ended")
-    assign = _json(bookings_sub.add_parser("assign", help="give a booking a link (chosen or first free)"))
-    assign.add_argument("booking_id")
-    assign.add_argument("--link", default=None, help="link id or URL (default: the first free one)")
-    cancel = _json(bookings_sub.add_parser("cancel", help="cancel a booking and release its link"))
-    cancel.add_argument("booking_id")
-
-
-def _json(p):
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    return p
-
-
-def run(args, settings: Settings) -> int:
-    db = Database(settings)
-    try:
-        handler = HANDLERS[(args.command, args.action)]
-        rows, title = handler(db, args, settings)
-        if args.json:
-            print(json.dumps(rows, indent=2, default=_plain))
-        else:
-            if title:
-                print(title)
-            print(table(rows))
-        return 0
-    finally:
-        db.close()
-
-
-def _plain(value):
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    return str(value)
-
-
-def table(rows: list[dict]) -> str:
-    if not rows:
-        return "(none)"
-    # A list in a row (sessions a disabled link holds) is printed by its command, not here.
-    heads = [h for h, v in rows[0].items() if not isinstance(v, list)]
-    cells = [[_cell(r[h]) for h in heads] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
-    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
-    return "\n".join([line(heads), line(["-" * w for w in widths]), *map(line, cells)])
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return _plain(value)
 
 
 def _uuid(value: str, what: str) -> str:
@@ -107,6 +26,13 @@ def _link(tx, ref: str) -> dict:
     if link is None:
         raise LinkNotFound(f"no link in the pool with id or URL {ref!r}")
     return link
+
+
+def _link_row(link: dict, handed_over: allocation.SweepResult | None = None) -> dict:
+    row = {"id": str(link["id"]), "meeting_link": link["meeting_link"], "enabled": link["is_available"]}
+    if handed_over is not None:
+        row["waiting_bookings_assigned"] = handed_over.assigned
+    return row
 
 
 def booking_by_order(db: Database, order_id: str) -> dict:
@@ -126,7 +52,8 @@ def next_free(holds: list[dict], now: datetime) -> datetime:
     return free_at
 
 
-def pool_status(db, args, settings):
+def pool_status(db: Database) -> list[dict]:
+    """Every link: enabled, in use now, when it is next free, upcoming sessions."""
     def work(tx):
         now = tx.one("now")["now"]
         rows = []
@@ -137,18 +64,15 @@ def pool_status(db, args, settings):
                          "next_free_at": next_free(holds, now) if link["is_available"] else None,
                          "upcoming_sessions": len(holds)})
         return rows
-    rows = db.run(work)
-    enabled = sum(r["enabled"] for r in rows)
-    busy = sum(r["in_use_now"] for r in rows)
-    title = f"{len(rows)} links: {enabled} enabled, {busy} in use now, {len(rows) - enabled} disabled"
-    return rows, title
+    return db.run(work)
 
 
-def capacity(db, args, settings):
-    if not 1 <= args.days <= 366:
+def capacity(db: Database, days: int) -> list[dict]:
+    """Per day from today: paid sessions, their peak overlap, the pool size, and a warning."""
+    if not 1 <= days <= 366:
         raise BadRequest("--days must be between 1 and 366")
     rows = []
-    for day in db.run(lambda tx: tx.rows("capacity_by_day", days=args.days)):
+    for day in db.run(lambda tx: tx.rows("capacity_by_day", days=days)):
         peak, size = day["peak"], day["pool_size"]
         warning = ""
         if peak > size:
@@ -159,152 +83,93 @@ def capacity(db, args, settings):
             warning = "nearly full"
         rows.append({"day": day["day"], "sessions": day["sessions"], "peak_concurrent": peak,
                      "pool_size": size, "warning": warning})
-    return rows, f"Peak concurrent paid sessions for the next {args.days} days"
+    return rows
 
 
-def link_add(db, args, settings):
-    try:
-        link = db.run(lambda tx: tx.one("add_link", meeting_link=args.url, notes=args.notes))
-    except SqlError as error:
-        if error.sqlstate == "23505":
-            raise LinkConflict(f"{args.url} is already in the pool") from None
-        if error.sqlstate == "23514":
-            raise BadRequest(f"{args.url!r} is not an https:// URL") from None
-        raise
-    swept = allocation.hand_over(db, budget_s=settings.sweep_time_budget_s)
-    return [_link_row(link, swept)], "Link added"
+def add_link(db: Database, settings: Settings, url: str, notes: str | None) -> dict:
+    """Adds a link (a duplicate or a non-https URL is refused) and hands it to waiting bookings."""
+    link = db.run(lambda tx: tx.one("add_link", meeting_link=url, notes=notes))
+    return _link_row(link, allocation.hand_over(db, budget_s=settings.sweep_time_budget_s))
 
 
-def _link_row(link, swept=None):
-    row = {"id": str(link["id"]), "meeting_link": link["meeting_link"], "enabled": link["is_available"]}
-    if swept is not None:
-        row["waiting_bookings_assigned"] = swept.assigned
-    return row
+def enable_link(db: Database, settings: Settings, ref: str) -> dict:
+    link = db.run(lambda tx: tx.one("set_link_available", link_id=str(_link(tx, ref)["id"]), available=True))
+    return _link_row(link, allocation.hand_over(db, budget_s=settings.sweep_time_budget_s))
 
 
-def link_enable(db, args, settings, available=True):
-    def work(tx):
-        link = _link(tx, args.link)
-        return tx.one("set_link_available", link_id=str(link["id"]), available=available)
-    link = db.run(work)
-    swept = allocation.hand_over(db, budget_s=settings.sweep_time_budget_s) if available else None
-    return [_link_row(link, swept)], f"Link {'enabled' if available else 'disabled'}"
-
-
-def link_disable(db, args, settings):
+def disable_link(db: Database, ref: str) -> dict:
     """Disables the link and lists every upcoming session it still holds (support moves
     them): the UPDATE waits for an assignment to it in flight, which the trigger makes
     hold the link FOR SHARE, so none can slip in unlisted."""
     def work(tx):
-        link = _link(tx, args.link)
+        link = _link(tx, ref)
         tx.one("set_link_available", link_id=str(link["id"]), available=False)
         return link, tx.rows("upcoming_holds_of_link", link_id=str(link["id"]))
     link, holds = db.run(work)
     sessions = [{"booking_id": str(h["booking_id"]), "order_id": h["order_id"], "starts_at": h["starts_at"],
                  "ends_at": h["ends_at"]} for h in holds]
-    title = "Link disabled"
-    if sessions:
-        title += (f"; {len(sessions)} upcoming session(s) still hold it: move each with "
-                  "`meeting-links bookings assign BOOKING --link OTHER`\n" + table(sessions) + "\n")
-    else:
-        title += "; no upcoming session holds it"
-    row = {**_link_row({**link, "is_available": False}), "upcoming_sessions": sessions}
-    return [row], title
+    return {**_link_row({**link, "is_available": False}), "upcoming_sessions": sessions}
 
 
-def link_usage(db, args, settings):
-    rows = db.run(lambda tx: tx.rows("link_usage"))
-    return [{**r, "id": str(r["id"])} for r in rows], "Bookings per link"
+def link_usage(db: Database) -> list[dict]:
+    return [{**r, "id": str(r["id"])} for r in db.run(lambda tx: tx.rows("link_usage"))]
 
 
-def free_links(db, args, settings):
+def free_links(db: Database, on_date: str, at_time: str, duration: int) -> list[dict]:
+    """Links free for a session at a local date and time (business time zone)."""
     try:
-        on_date = date.fromisoformat(args.date)
-        at_time = time.fromisoformat(args.time)
+        day, start = date.fromisoformat(on_date), time.fromisoformat(at_time)
     except ValueError:
         raise BadRequest("--date must be YYYY-MM-DD and --time HH:MM") from None
-    if not 1 <= args.duration <= 1440:
+    if not 1 <= duration <= 1440:
         raise BadRequest("--duration must be between 1 and 1440 minutes")
-    rows = db.run(lambda tx: tx.rows("free_links_for_slot", on_date=on_date.isoformat(),
-                                     at_time=at_time.isoformat(), duration=args.duration))
-    return ([{"id": str(r["id"]), "meeting_link": r["meeting_link"]} for r in rows],
-            f"Links free on {on_date} at {at_time:%H:%M} for {args.duration} min")
+    rows = db.run(lambda tx: tx.rows("free_links_for_slot", on_date=day.isoformat(),
+                                     at_time=start.isoformat(), duration=duration))
+    return [{"id": str(r["id"]), "meeting_link": r["meeting_link"]} for r in rows]
 
 
-def waiting(db, args, settings):
-    rows = db.run(lambda tx: tx.rows("bookings_waiting_for_link", include_ended=args.all))
-    which = "" if args.all else " whose session has not ended"
-    return [{**r, "id": str(r["id"])} for r in rows], f"{len(rows)} paid booking(s) without a link{which}"
+def waiting(db: Database, include_ended: bool) -> list[dict]:
+    rows = db.run(lambda tx: tx.rows("bookings_waiting_for_link", include_ended=include_ended))
+    return [{**r, "id": str(r["id"])} for r in rows]
 
 
-def assign_by_hand(db, args, settings):
-    booking_id = _uuid(args.booking_id, "booking id")
-    if args.link is None:
-        a = allocation.assign(db, booking_id)
-        return [{"booking_id": booking_id, "meeting_link": a.meeting_link, "link_id": a.link_id,
-                 "already_assigned": a.already_assigned}], "Assigned"
+def assign_first_free(db: Database, booking_id: str) -> dict:
+    booking_id = _uuid(booking_id, "booking id")
+    a = allocation.assign(db, booking_id)
+    return {"booking_id": booking_id, "meeting_link": a.meeting_link, "link_id": a.link_id,
+            "already_assigned": a.already_assigned}
 
-    def work(tx):
-        link = _link(tx, args.link)
-        before = tx.one("lock_booking", booking_id=booking_id)
-        if before is None:
-            raise BookingNotFound(f"booking {booking_id} not found")
-        if before["cancelled_by_admin_at"] is not None:
-            raise BookingCancelled(f"booking {booking_id} was cancelled by support; it gets no link")
-        tx.one("set_link_by_hand", booking_id=booking_id, link_id=str(link["id"]))
-        return link, before
-    try:
-        link, before = db.run(work)
-    except SqlError as error:
-        raise LinkConflict(_refusal(error, args.link)) from None
-    moved = before["meeting_link_id"] is not None and str(before["meeting_link_id"]) != str(link["id"])
+
+def assign_chosen(db: Database, settings: Settings, booking_id: str, ref: str) -> dict:
+    """Gives the booking the chosen link (assign_link_by_hand_v1, sql/0007); a link it leaves
+    is handed to waiting bookings as any release is. The constraints refuse a busy or
+    disabled link and an unpaid booking (LinkConflict, from db.py)."""
+    booking_id = _uuid(booking_id, "booking id")
+    row = db.run(lambda tx: tx.one("assign_link_by_hand", booking_id=booking_id, link=ref))
+    outcome = row["outcome"]
+    if outcome == "link_not_found":
+        raise LinkNotFound(f"no link in the pool with id or URL {ref!r}")
+    if outcome == "not_found":
+        raise BookingNotFound(f"booking {booking_id} not found")
+    if outcome == "cancelled":
+        raise BookingCancelled(f"booking {booking_id} was cancelled by support; it gets no link")
     assigned = 0
-    if moved:
-        # The link it left is free for that range now: offer it as any release does.
-        assigned = allocation.hand_over(db, allocation.Hold(before["hold_from"], before["hold_until"]),
+    if row["released_from"] is not None:
+        assigned = allocation.hand_over(db, allocation.Hold(row["released_from"], row["released_until"]),
                                         budget_s=settings.sweep_time_budget_s).assigned
-    return [{"booking_id": booking_id, "meeting_link": link["meeting_link"], "link_id": str(link["id"]),
-             "moved_from": before["meeting_link"] if moved else None,
-             "waiting_bookings_assigned": assigned}], "Assigned by hand"
+    return {"booking_id": booking_id, "meeting_link": row["meeting_link"], "link_id": row["link_id"],
+            "moved_from": row["previous_link"], "waiting_bookings_assigned": assigned}
 
 
-def _refusal(error: SqlError, link: str) -> str:
-    if error.sqlstate == EXCLUSION_VIOLATION:
-        return f"refused: {link} is already used by an overlapping booking at that time"
-    if error.constraint == "bookings_link_requires_active_booking":
-        return "refused: only a paid, confirmed booking can hold a link"
-    if error.constraint == "bookings_link_must_be_enabled":
-        return f"refused: {link} is disabled"
-    return f"refused by the database: {error}"
-
-
-def cancel(db, args, settings):
-    booking_id = _uuid(args.booking_id, "booking id")
-
-    def work(tx):
-        booking = tx.one("lock_booking", booking_id=booking_id)
-        if booking is None:
-            raise BookingNotFound(f"booking {booking_id} not found")
-        tx.rows("cancel_booking", booking_id=booking_id)
-        return booking
-    booking = db.run(work)
-    swept = None
-    if booking["meeting_link_id"] is not None:
-        swept = allocation.hand_over(db, allocation.Hold(booking["hold_from"], booking["hold_until"]),
-                                     budget_s=settings.sweep_time_budget_s)
-    return [{"booking_id": booking_id, "released_link": booking["meeting_link"],
-             "waiting_bookings_assigned": swept.assigned if swept else 0}], "Booking cancelled"
-
-
-HANDLERS = {
-    ("pool", "status"): pool_status,
-    ("pool", "capacity"): capacity,
-    ("links", "add"): link_add,
-    ("links", "disable"): link_disable,
-    ("links", "enable"): link_enable,
-    ("links", "usage"): link_usage,
-    ("links", "free"): free_links,
-    ("bookings", "waiting"): waiting,
-    ("bookings", "assign"): assign_by_hand,
-    ("bookings", "cancel"): cancel,
-}
+def cancel(db: Database, settings: Settings, booking_id: str) -> dict:
+    """Cancels the booking for good (cancel_booking_v1) and hands the link it held over."""
+    booking_id = _uuid(booking_id, "booking id")
+    row = db.run(lambda tx: tx.one("cancel_booking", booking_id=booking_id))
+    if row["outcome"] == "not_found":
+        raise BookingNotFound(f"booking {booking_id} not found")
+    assigned = 0
+    if row["released_from"] is not None:
+        assigned = allocation.hand_over(db, allocation.Hold(row["released_from"], row["released_until"]),
+                                        budget_s=settings.sweep_time_budget_s).assigned
+    return {"booking_id": booking_id, "released_link": row["released_link"],
+            "waiting_bookings_assigned": assigned}

@@ -2,21 +2,20 @@
 
 The exclusion constraint bookings_no_overlapping_link_use is what makes a double booking
 impossible. The choice of a link is one SQL function, assign_link_v1, which locks the time
-the booking needs rather than the links; this module calls it, runs it again when the
-constraint (or a deadlock) says another writer got there first, and turns its outcome into
-a result or a domain error.
+the booking needs rather than the links and settles its own races; this module calls it
+and turns its outcome into a result or a domain error.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from . import logs
-from .db import DEADLOCK, EXCLUSION_VIOLATION, SERIALIZATION_FAILURE, Database
+from .db import Database
 from .errors import BookingCancelled, BookingNotFound, BookingNotPaid, PoolExhausted
 
-ALLOCATION_RETRY = frozenset({EXCLUSION_VIOLATION, DEADLOCK, SERIALIZATION_FAILURE})
 PAGE_SIZE = 200
 # Before every booking a keyset walk has passed: the smallest (paid_at, id).
 _START = (datetime.min.isoformat() + "+00:00", "00000000-0000-0000-0000-000000000000")
@@ -29,12 +28,29 @@ class Hold:
     until: datetime
 
 
+class Outcome(StrEnum):
+    """What assign_link_v1 did (sql/0005)."""
+    ASSIGNED = "assigned"
+    ALREADY_ASSIGNED = "already_assigned"
+    EXHAUSTED = "exhausted"
+    NOT_FOUND = "not_found"
+    CANCELLED = "cancelled"
+    NOT_PAID = "not_paid"
+
+
 @dataclass(frozen=True)
 class Assignment:
     booking_id: str
     link_id: str
     meeting_link: str
     already_assigned: bool
+
+    def answer(self) -> dict:
+        """assign_meeting_link's JSON answer (see docs/openapi.json)."""
+        answer = {"success": True, "meetingLink": self.meeting_link, "meetingLinkId": self.link_id}
+        if self.already_assigned:
+            answer["alreadyAssigned"] = True
+        return answer
 
 
 def assign(db: Database, booking_id: str) -> Assignment:
@@ -44,19 +60,19 @@ def assign(db: Database, booking_id: str) -> Assignment:
     when support cancelled it), or PoolExhausted (after marking the booking as waiting for
     manual assignment, committed).
     """
-    row = db.run(lambda tx: tx.one("assign_link", booking_id=booking_id), retry_on=ALLOCATION_RETRY)
-    outcome = row["outcome"]
-    if outcome in ("assigned", "already_assigned"):
-        if outcome == "assigned":
-            logs.info("meeting link assigned", booking_id=booking_id, meeting_link_id=str(row["link_id"]))
-        return Assignment(booking_id, str(row["link_id"]), row["meeting_link"], outcome == "already_assigned")
-    if outcome == "not_found":
+    row = db.run(lambda tx: tx.one("assign_link", booking_id=booking_id))
+    outcome = Outcome(row["outcome"])
+    if outcome in (Outcome.ASSIGNED, Outcome.ALREADY_ASSIGNED):
+        if outcome is Outcome.ASSIGNED:
+            logs.info("meeting link assigned", booking_id=booking_id, meeting_link_id=row["link_id"])
+        return Assignment(booking_id, row["link_id"], row["meeting_link"], outcome is Outcome.ALREADY_ASSIGNED)
+    if outcome is Outcome.NOT_FOUND:
         raise BookingNotFound(f"booking {booking_id} not found")
-    if outcome == "cancelled":
+    if outcome is Outcome.CANCELLED:
         raise BookingCancelled(
             f"booking {booking_id} was cancelled by support at "
             f"{row['cancelled_by_admin_at'].isoformat(timespec='seconds')}; it gets no link")
-    if outcome == "not_paid":
+    if outcome is Outcome.NOT_PAID:
         raise BookingNotPaid(
             f"booking {booking_id} is not paid and confirmed "
             f"(payment_status={row['payment_status']}, status={row['status']})")

@@ -12,7 +12,7 @@ import json
 import sys
 import uuid
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timezone
 
 import requests
 
@@ -68,6 +68,136 @@ def cmd_sign(args, settings) -> int:
     return 0 if response.ok else 1
 
 
+def _json_option(p):
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return p
+
+
+def add_admin_commands(sub) -> None:
+    pool = sub.add_parser("pool", help="pool status and capacity")
+    pool_sub = pool.add_subparsers(dest="action", required=True)
+    _json_option(pool_sub.add_parser("status", help="every link: enabled, in use now, next free time"))
+    capacity = _json_option(pool_sub.add_parser(
+        "capacity", help="peak overlapping paid sessions per day vs pool size"))
+    capacity.add_argument("--days", type=int, default=14)
+
+    links = sub.add_parser("links", help="add, disable, enable, usage, free for a slot")
+    links_sub = links.add_subparsers(dest="action", required=True)
+    add = _json_option(links_sub.add_parser("add", help="add a link to the pool"))
+    add.add_argument("url")
+    add.add_argument("--notes", default=None)
+    for action in ("disable", "enable"):
+        p = _json_option(links_sub.add_parser(action, help=f"{action} a link (by id or URL)"))
+        p.add_argument("link")
+    _json_option(links_sub.add_parser("usage", help="bookings per link, total and upcoming"))
+    free = _json_option(links_sub.add_parser("free", help="links free for a local date, time and duration"))
+    free.add_argument("--date", required=True, help="YYYY-MM-DD, in the business time zone")
+    free.add_argument("--time", required=True, help="HH:MM")
+    free.add_argument("--duration", type=int, required=True, help="minutes")
+
+    bookings = sub.add_parser("bookings", help="waiting bookings, manual assignment, cancellation")
+    bookings_sub = bookings.add_subparsers(dest="action", required=True)
+    waiting_cmd = _json_option(bookings_sub.add_parser(
+        "waiting", help="paid bookings without a link whose session has not ended"))
+    waiting_cmd.add_argument("--all", action="store_true", help="include sessions that have ended")
+    assign = _json_option(bookings_sub.add_parser("assign", help="give a booking a link (chosen or first free)"))
+    assign.add_argument("booking_id")
+    assign.add_argument("--link", default=None, help="link id or URL (default: the first free one)")
+    cancel = _json_option(bookings_sub.add_parser("cancel", help="cancel a booking and release its link"))
+    cancel.add_argument("booking_id")
+
+
+# Each admin command: (args, db, settings) -> (rows, title).
+def _pool_status(args, db, settings):
+    rows = admin.pool_status(db)
+    enabled = sum(r["enabled"] for r in rows)
+    busy = sum(r["in_use_now"] for r in rows)
+    return rows, f"{len(rows)} links: {enabled} enabled, {busy} in use now, {len(rows) - enabled} disabled"
+
+
+def _disable(args, db, settings):
+    row = admin.disable_link(db, args.link)
+    sessions = row["upcoming_sessions"]
+    title = "Link disabled"
+    if sessions:
+        title += (f"; {len(sessions)} upcoming session(s) still hold it: move each with "
+                  "`meeting-links bookings assign BOOKING --link OTHER`\n" + table(sessions) + "\n")
+    else:
+        title += "; no upcoming session holds it"
+    return [row], title
+
+
+def _waiting(args, db, settings):
+    rows = admin.waiting(db, args.all)
+    which = "" if args.all else " whose session has not ended"
+    return rows, f"{len(rows)} paid booking(s) without a link{which}"
+
+
+def _assign(args, db, settings):
+    if args.link is None:
+        return [admin.assign_first_free(db, args.booking_id)], "Assigned"
+    return [admin.assign_chosen(db, settings, args.booking_id, args.link)], "Assigned by hand"
+
+
+ADMIN_COMMANDS = {
+    ("pool", "status"): _pool_status,
+    ("pool", "capacity"): lambda args, db, s: (
+        admin.capacity(db, args.days), f"Peak concurrent paid sessions for the next {args.days} days"),
+    ("links", "add"): lambda args, db, s: ([admin.add_link(db, s, args.url, args.notes)], "Link added"),
+    ("links", "disable"): _disable,
+    ("links", "enable"): lambda args, db, s: ([admin.enable_link(db, s, args.link)], "Link enabled"),
+    ("links", "usage"): lambda args, db, s: (admin.link_usage(db), "Bookings per link"),
+    ("links", "free"): lambda args, db, s: (
+        admin.free_links(db, args.date, args.time, args.duration),
+        f"Links free on {args.date} at {args.time} for {args.duration} min"),
+    ("bookings", "waiting"): _waiting,
+    ("bookings", "assign"): _assign,
+    ("bookings", "cancel"): lambda args, db, s: ([admin.cancel(db, s, args.booking_id)], "Booking cancelled"),
+}
+
+
+def run_admin(args, settings) -> int:
+    db = Database(settings)
+    try:
+        rows, title = ADMIN_COMMANDS[(args.command, args.action)](args, db, settings)
+        if args.json:
+            print(json.dumps(rows, indent=2, default=_plain))
+        else:
+            if title:
+                print(title)
+            print(table(rows))
+        return 0
+    finally:
+        db.close()
+
+
+def _plain(value):
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    return str(value)
+
+
+def table(rows: list[dict]) -> str:
+    if not rows:
+        return "(none)"
+    # A list in a row (sessions a disabled link holds) is printed by its command, not here.
+    heads = [h for h, v in rows[0].items() if not isinstance(v, list)]
+    cells = [[_cell(r[h]) for h in heads] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(heads), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return _plain(value)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meeting-links", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,7 +218,7 @@ def parser() -> argparse.ArgumentParser:
     sign.add_argument("--transaction-id", default=None)
     sign.add_argument("--send", metavar="URL", default=None, help="POST it to this webhook URL")
 
-    admin.add_commands(sub)
+    add_admin_commands(sub)
     return p
 
 
@@ -103,7 +233,7 @@ def main(argv=None) -> int:
             return local_stack.run(args.webhook_port, args.assign_port)
         if args.command == "sign":
             return cmd_sign(args, settings)
-        return admin.run(args, settings)
+        return run_admin(args, settings)
     except (MeetingLinksError, migrations.MigrationError) as exc:
         if isinstance(exc, DatabaseUnavailable):
             print(f"error: the database cannot be reached ({exc})", file=sys.stderr)

@@ -7,18 +7,21 @@ pg8000 connection; everything above this module sees only Database and Transacti
 from __future__ import annotations
 
 import random
+import socket
+import ssl
+import struct
 import threading
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from . import logs
 from .config import Settings
-from .errors import ConfigurationError, DatabaseUnavailable, MeetingLinksError
+from .errors import BadRequest, ConfigurationError, DatabaseUnavailable, LinkConflict, MeetingLinksError
 from .queries import query
 
 T = TypeVar("T")
@@ -32,6 +35,20 @@ CONNECTION_GONE = frozenset({"57P01", "57P02", "57P03", "08000", "08003", "08006
 # Overloaded or too slow (too many connections, statement or lock timeout): retrying at once
 # would only add load and time; the caller retries later.
 OVERLOADED = frozenset({"53300", "57014", "55P03"})
+
+
+# Constraint violations are the database refusing a change for a domain reason; this is the
+# one place that knows their names (sql/*.sql declares them) and says what each means.
+CONSTRAINT_ERRORS: dict[str, tuple[type[MeetingLinksError], str]] = {
+    "bookings_no_overlapping_link_use":
+        (LinkConflict, "refused: that link is already used by an overlapping booking at that time"),
+    "bookings_link_must_be_enabled": (LinkConflict, "refused: that link is disabled"),
+    "bookings_link_requires_active_booking":
+        (LinkConflict, "refused: only a paid, confirmed booking can hold a link"),
+    "meeting_links_pool_meeting_link_key": (LinkConflict, "refused: that link is already in the pool"),
+    "meeting_links_pool_meeting_link_check":
+        (BadRequest, "refused: not an https:// URL (a meeting link starts with https:// and has no spaces)"),
+}
 
 
 class SqlError(MeetingLinksError):
@@ -50,6 +67,12 @@ def sql_error(exc: DatabaseError) -> SqlError:
     """The SQLSTATE, message, constraint and detail of a pg8000 DatabaseError."""
     fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
     return SqlError(fields.get("C", ""), fields.get("M", str(exc)), fields.get("n"), fields.get("D"))
+
+
+def domain_error(error: SqlError) -> MeetingLinksError:
+    """The domain error a refused statement stands for, or the SqlError itself."""
+    kind, message = CONSTRAINT_ERRORS.get(error.constraint or "", (None, ""))
+    return kind(message) if kind else error
 
 
 class Transaction:
@@ -78,23 +101,98 @@ class Transaction:
         return found[0] if found else None
 
 
-def _url_connector(settings: Settings) -> Callable[[], object]:
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+
+
+class _Tls:
+    """One TLS decision per process, as libpq's sslmode means it (default prefer).
+
+    pg8000 left to itself (ssl_context=None) builds a fresh SSL context on every connect,
+    about 30 ms of CPU, even when the server then declines TLS. Here the context is built
+    at most once, and only after a server has said it speaks TLS; once a server has
+    declined, later connections skip the TLS request altogether."""
+
+    def __init__(self, mode: str, host: str, port: int, timeout: float, root_cert: str | None):
+        self.mode, self._host, self._port, self._timeout = mode, host, port, timeout
+        self._root_cert = root_cert
+        self._context: ssl.SSLContext | None = None
+        self._server_speaks_tls: bool | None = None
+        self._lock = threading.Lock()
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._context is None:
+                if self.mode.startswith("verify"):
+                    context = ssl.create_default_context(cafile=self._root_cert)
+                    context.check_hostname = self.mode == "verify-full"
+                else:  # libpq's require: encrypted, certificate not checked
+                    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                self._context = context
+            return self._context
+
+    def connect_kwargs(self) -> dict:
+        """What to give pg8000 for the next connection."""
+        if self.mode == "disable" or self._server_speaks_tls is False:
+            return {"ssl_context": False}
+        if self.mode not in ("allow", "prefer") or self._server_speaks_tls:
+            return {"ssl_context": self._ssl_context()}
+        # First connection in prefer mode: ask the server ourselves, so that no context is
+        # built for a server that declines.
+        try:
+            sock = socket.create_connection((self._host, self._port), self._timeout)
+        except OSError as exc:
+            raise InterfaceError(f"cannot connect to {self._host}:{self._port}") from exc
+        try:
+            sock.sendall(_SSL_REQUEST)
+            speaks_tls = sock.recv(1) == b"S"
+            if speaks_tls:
+                sock = self._ssl_context().wrap_socket(sock, server_hostname=self._host)
+        except (OSError, ssl.SSLError) as exc:
+            sock.close()
+            raise InterfaceError("TLS negotiation failed") from exc
+        self._server_speaks_tls = speaks_tls
+        return {"sock": sock, "ssl_context": False}
+
+
+def session_parameters(settings: Settings) -> dict[str, str]:
+    """Every pooled connection's settings, sent in the startup packet: no extra round trip."""
+    return {"TimeZone": "UTC",
+            "statement_timeout": str(int(settings.db_statement_timeout_ms)),
+            "lock_timeout": str(int(settings.db_lock_timeout_ms)),
+            "idle_in_transaction_session_timeout": "30000"}
+
+
+def _url_connector(settings: Settings, startup_params: dict | None) -> Callable[[], object]:
     url = urlparse(settings.database_url)
     if url.scheme not in ("postgres", "postgresql"):
         raise ConfigurationError("DATABASE_URL must start with postgresql://")
+    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+    mode = query.get("sslmode", "prefer")
+    if mode not in SSL_MODES:
+        raise ConfigurationError(f"DATABASE_URL sslmode must be one of {', '.join(SSL_MODES)}, got {mode!r}")
+    host, port = url.hostname or "127.0.0.1", url.port or 5432
     params = dict(
         user=unquote(url.username or "postgres"),
         password=unquote(url.password) if url.password else None,
-        host=url.hostname or "127.0.0.1",
-        port=url.port or 5432,
+        host=host,
+        port=port,
         database=unquote(url.path.lstrip("/")) or "postgres",
         timeout=settings.db_timeout_s,
         application_name="meeting-links",
+        startup_params=startup_params,
     )
-    return lambda: pg8000.native.Connection(**params)
+    tls = _Tls(mode, host, port, settings.db_timeout_s, query.get("sslrootcert"))
+
+    def connect():
+        return pg8000.native.Connection(**params, **tls.connect_kwargs())
+    connect.tls = tls  # for tests: what the process decided
+    return connect
 
 
-def _cloud_sql_connector(settings: Settings) -> Callable[[], object]:
+def _cloud_sql_connector(settings: Settings, startup_params: dict | None) -> Callable[[], object]:
     # Imported here: the connector is heavy and only needed on Google Cloud.
     from google.cloud.sql.connector import Connector
 
@@ -109,7 +207,7 @@ def _cloud_sql_connector(settings: Settings) -> Callable[[], object]:
             if connector is None:
                 connector = Connector(refresh_strategy="lazy", ip_type=settings.db_ip_type,
                                       enable_iam_auth=settings.db_iam_auth)
-        kwargs = dict(user=settings.db_user, db=settings.db_name)
+        kwargs = dict(user=settings.db_user, db=settings.db_name, startup_params=startup_params)
         if not settings.db_iam_auth:
             kwargs["password"] = settings.db_password
         conn = connector.connect(settings.instance_connection_name, "pg8000", **kwargs)
@@ -119,10 +217,11 @@ def _cloud_sql_connector(settings: Settings) -> Callable[[], object]:
     return connect
 
 
-def connector_for(settings: Settings) -> Callable[[], object]:
+def connector_for(settings: Settings, startup_params: dict | None = None) -> Callable[[], object]:
+    """A function that opens a new connection, with startup_params as session settings."""
     if settings.instance_connection_name:
-        return _cloud_sql_connector(settings)
-    return _url_connector(settings)
+        return _cloud_sql_connector(settings, startup_params)
+    return _url_connector(settings, startup_params)
 
 
 class Database:
@@ -130,22 +229,14 @@ class Database:
 
     def __init__(self, settings: Settings, connect: Callable[[], object] | None = None):
         self._settings = settings
-        self._connect = connect or connector_for(settings)
+        self._connect = connect or connector_for(settings, session_parameters(settings))
         self._idle: list = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(settings.db_pool_size)
 
     def _open(self):
         try:
-            conn = self._connect()
-            s = self._settings
-            # One round trip: the simple query protocol takes several statements at once.
-            conn.execute_simple(
-                "SET TIME ZONE 'UTC'; "
-                f"SET statement_timeout = {int(s.db_statement_timeout_ms)}; "
-                f"SET lock_timeout = {int(s.db_lock_timeout_ms)}; "
-                "SET idle_in_transaction_session_timeout = 30000")
-            return conn
+            return self._connect()
         except (InterfaceError, OSError) as exc:
             raise DatabaseUnavailable("database unreachable") from exc
         except DatabaseError as exc:
@@ -198,7 +289,7 @@ class Database:
                     raise _ConnectionLost() from error
                 if error.sqlstate in OVERLOADED:
                     raise DatabaseUnavailable(f"database busy ({error.sqlstate}: {error})") from error
-                raise error from exc
+                raise domain_error(error) from exc
             except BaseException:
                 _rollback(conn)
                 raise

@@ -1,15 +1,17 @@
 """Recording a verified Midtrans notification on its booking, exactly once, and what follows.
 
-One transaction per notification: lock the booking by order_id (so two notifications for
-one order take turns), check the amount, drop duplicates, apply the state machine from
-payments.py, and append the notification with what it did to payment_notifications.
-Then process() hands a released link to waiting bookings and asks for a link for a booking
-that became paid, whether the payment came from a notification or from the status API.
+One statement per notification (record_payment_v1, sql/0006): lock the booking by order_id
+(so two notifications for one order take turns), check the amount, drop duplicates, apply
+the intent payments.py derives, and append the notification with what it did to
+payment_notifications. Then process() hands a released link to waiting bookings and asks
+for a link for a booking that became paid, whether the payment came from a notification or
+from the status API. receive() is the whole flow for a notification Midtrans sent.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Callable
 
 from . import allocation, logs, midtrans_api, payments, signature
@@ -78,9 +80,19 @@ def _clip(value: str | None) -> str | None:
     return value if value is None or len(value) <= 100 else value[:100] + "..."
 
 
+class Outcome(StrEnum):
+    """What recording a notification did (record_payment_v1; payment_notifications.outcome)."""
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    STALE = "stale"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    REJECTED = "rejected"
+
+
 @dataclass(frozen=True)
 class Recorded:
-    outcome: str                 # see payment_notifications.outcome
+    outcome: Outcome
     booking_id: str | None = None
     payment_status: str | None = None
     status: str | None = None
@@ -103,15 +115,16 @@ def _record(tx: Transaction, n: Notification) -> Recorded:
         status_if_cancelled_by_admin=payments.booking_status_for(target.payment_status, True) if target else None,
         note=target.note if target else "")
     if row["booking_id"] is None:
-        return Recorded("ignored", detail=row["detail"])
+        return Recorded(Outcome.IGNORED, detail=row["detail"])
     released = allocation.Hold(row["released_from"], row["released_until"]) if row["released_from"] else None
-    outcome, payment_status, status = row["outcome"], row["payment_status"], row["status"]
+    outcome, payment_status, status = Outcome(row["outcome"]), row["payment_status"], row["status"]
     holds_link = row["meeting_link"] is not None
+    rejected = outcome is Outcome.REJECTED
     return Recorded(outcome, str(row["booking_id"]), payment_status, status,
-                    needs_link=(outcome != "rejected" and payments.may_hold_link(payment_status, status)
+                    needs_link=(not rejected and payments.may_hold_link(payment_status, status)
                                 and not holds_link),
                     released=released, detail=row["detail"] or "",
-                    meeting_link=row["meeting_link"] if outcome != "rejected" else None)
+                    meeting_link=None if rejected else row["meeting_link"])
 
 
 def record(db: Database, n: Notification) -> Recorded:
@@ -119,9 +132,9 @@ def record(db: Database, n: Notification) -> Recorded:
     fields = dict(order_id=n.order_id, booking_id=recorded.booking_id,
                   transaction_status=n.transaction_status, fraud_status=n.fraud_status,
                   outcome=recorded.outcome, payment_status=recorded.payment_status, source=n.source)
-    if recorded.outcome == "ignored" and recorded.booking_id is None:
+    if recorded.outcome is Outcome.IGNORED and recorded.booking_id is None:
         logs.warning("notification for an unknown order_id ignored", **fields)
-    elif recorded.outcome == "rejected":
+    elif recorded.outcome is Outcome.REJECTED:
         logs.error("notification rejected: amount mismatch", detail=recorded.detail, **fields)
     else:
         logs.info("notification recorded", released_link=recorded.released is not None, **fields)
@@ -147,6 +160,19 @@ class Processed:
     meeting_link: str | None = None
     requires_manual_assignment: bool = False
 
+    def answer(self) -> dict:
+        """The webhook's JSON answer (see docs/openapi.json)."""
+        r = self.recorded
+        if r.booking_id is None:
+            return {"success": True, "ignored": True, "reason": r.detail}
+        answer = {"success": True, "outcome": str(r.outcome), "bookingId": r.booking_id,
+                  "paymentStatus": r.payment_status, "status": r.status}
+        if self.meeting_link or r.needs_link:
+            answer["meetingLink"] = self.meeting_link
+        if r.needs_link:
+            answer["requiresManualAssignment"] = self.requires_manual_assignment
+        return answer
+
 
 def process(db: Database, settings: Settings, n: Notification,
             request_link: Callable[[str, str], dict]) -> Processed:
@@ -157,7 +183,7 @@ def process(db: Database, settings: Settings, n: Notification,
     hand-over is logged and left to the sweep, since the release is committed.
     """
     recorded = record(db, n)
-    if recorded.outcome == "rejected":
+    if recorded.outcome is Outcome.REJECTED:
         raise AmountMismatch(recorded.detail)
     if recorded.released:
         try:
@@ -169,3 +195,10 @@ def process(db: Database, settings: Settings, n: Notification,
         return Processed(recorded, recorded.meeting_link)
     answer = request_link(recorded.booking_id, n.order_id)
     return Processed(recorded, answer.get("meetingLink"), bool(answer.get("requiresManualAssignment")))
+
+
+def receive(db: Database, settings: Settings, body: dict,
+            request_link: Callable[[str, str], dict]) -> Processed:
+    """A notification Midtrans sent, whose signature the caller verified: check its formats,
+    confirm it with the status API where needed, and process it."""
+    return process(db, settings, confirmed(settings, Notification.from_body(body)), request_link)

@@ -1,16 +1,13 @@
 -- Every query the Python code runs, by name. Parameters are :named.
 
--- name: lock_booking
-SELECT b.id, b.order_id, b.price, b.payment_status, b.status, b.meeting_link_id,
-       b.needs_manual_link, b.cancelled_by_admin_at, b.starts_at, b.ends_at, lower(b.link_hold) AS hold_from,
-       upper(b.link_hold) AS hold_until, l.meeting_link
-FROM bookings b LEFT JOIN meeting_links_pool l ON l.id = b.meeting_link_id
-WHERE b.id = :booking_id
-FOR UPDATE OF b
-
 -- name: assign_link
--- One statement, one round trip: see sql/0005_assign_link_v1.sql.
-SELECT * FROM assign_link_v1(CAST(:booking_id AS uuid))
+-- One statement, one round trip: see sql/0005_assign_link_v1.sql. The times only matter when
+-- no link was given, so the hot path parses none of them.
+SELECT a.outcome, a.link_id::text AS link_id, a.meeting_link, a.order_id, a.payment_status, a.status,
+       a.newly_flagged, a.cancelled_by_admin_at,
+       CASE WHEN a.outcome = 'exhausted' THEN a.starts_at END AS starts_at,
+       CASE WHEN a.outcome = 'exhausted' THEN a.ends_at END AS ends_at
+FROM assign_link_v1(CAST(:booking_id AS uuid)) a
 
 -- name: waiting_bookings_page
 -- Paid bookings without a link whose session has not ended, oldest payment first, one
@@ -114,14 +111,13 @@ WHERE l.is_available
                                                           CAST(:duration AS integer)))
 ORDER BY l.created_at, l.id
 
--- name: set_link_by_hand
-UPDATE bookings SET meeting_link_id = CAST(:link_id AS uuid) WHERE id = :booking_id
-RETURNING id
+-- name: assign_link_by_hand
+SELECT a.outcome, a.link_id::text AS link_id, a.meeting_link, a.previous_link, a.released_from,
+       a.released_until
+FROM assign_link_by_hand_v1(CAST(:booking_id AS uuid), :link) a
 
 -- name: cancel_booking
-UPDATE bookings SET status = 'cancelled', meeting_link_id = NULL, needs_manual_link = false,
-                    cancelled_by_admin_at = COALESCE(cancelled_by_admin_at, now())
-WHERE id = :booking_id
+SELECT * FROM cancel_booking_v1(CAST(:booking_id AS uuid))
 
 -- name: capacity_by_day
 -- For each local day from today: the most sessions holding (or owed) a link at one instant,

@@ -22,6 +22,12 @@ class Swept:
     payments_checked: int
     payments_recorded: int
 
+    def answer(self) -> dict:
+        """assign_meeting_link's JSON answer to {"sweep": true}."""
+        return {"success": True, "assigned": self.assigned, "waiting": self.waiting,
+                "complete": self.complete, "paymentsChecked": self.payments_checked,
+                "paymentsRecorded": self.payments_recorded}
+
 
 def _assign_here(db: Database):
     """The sweep runs inside assign_meeting_link: it assigns directly, not over HTTP."""
