@@ -78,3 +78,27 @@ def test_only_overlapping_allocations_wait_for_each_other(conn, db, set_links, d
     finally:
         holder.close()
     assert outcome["result"] == "exhausted"     # it saw the committed assignment
+
+
+def test_a_race_lost_to_a_writer_without_bucket_locks_is_settled_inside_the_statement(conn, set_links,
+                                                                                      database_url):
+    """psql takes link 1 for 14:00 and has not committed; assign_link_v1 for another 14:00
+    booking scans, picks link 1, waits on the exclusion check, and when psql commits takes
+    link 2 within the same statement: its caller never sees the 23P01."""
+    first, second = set_links(2)
+    by_hand, booked = paid(conn), paid(conn)
+    psql, allocator = connect(database_url), connect(database_url)
+    answer = []
+    try:
+        psql.run("BEGIN")
+        psql.run("UPDATE bookings SET meeting_link_id = CAST(:l AS uuid) WHERE id = :i", l=first, i=by_hand["id"])
+        worker = threading.Thread(target=lambda: answer.append(allocator.run(
+            "SELECT outcome, link_id::text FROM assign_link_v1(CAST(:i AS uuid))", i=booked["id"])))
+        worker.start()
+        time.sleep(0.3)  # the allocator now waits for psql's row
+        psql.run("COMMIT")
+        worker.join(5)
+    finally:
+        psql.close()
+        allocator.close()
+    assert answer == [[["assigned", second]]]

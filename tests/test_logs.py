@@ -38,3 +38,34 @@ def test_a_forged_signature_is_a_warning_without_the_signature(conn, app_env, ca
     warnings = [e for e in entries(err) if e["severity"] == "WARNING"]
     assert warnings and warnings[0]["error"] == "InvalidSignature"
     assert "ab" * 64 not in out + err
+
+
+def test_other_libraries_log_in_the_same_json_format(capfd):
+    """pg8000, google-auth and the connector log through `logging`: their warnings come out
+    as the same Cloud Logging lines, named by logger; their debug chatter does not."""
+    import logging
+    from meeting_links import logs
+    logs.setup()
+    capfd.readouterr()
+    logging.getLogger("google.auth.transport.requests").warning("refreshing credentials failed: %s", "timeout")
+    logging.getLogger("pg8000.core").debug("noise")
+    logged = entries(capfd.readouterr().err)
+    assert [(e["severity"], e["message"], e["logger"]) for e in logged] == [
+        ("WARNING", "refreshing credentials failed: timeout", "google.auth.transport.requests")]
+
+
+def test_an_unexpected_error_is_logged_with_a_stack_trace_for_error_reporting(conn, app_env, monkeypatch, capfd):
+    from meeting_links import notifications
+    app_env()
+    b = insert_booking(conn)
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+    monkeypatch.setattr(notifications, "receive", broken)
+    capfd.readouterr()
+    r = make_client("midtrans_webhook").post("/", json=notification(b["order_id"]))
+    assert r.status_code == 500 and r.get_json() == {"success": False, "error": "Internal error"}
+    errors = [e for e in entries(capfd.readouterr().err) if e["severity"] == "ERROR"]
+    assert errors[0]["message"] == "unexpected error" and errors[0]["error"] == "ZeroDivisionError"
+    assert errors[0]["stack_trace"].startswith("Traceback (most recent call last):")
+    assert "ZeroDivisionError: a bug" in errors[0]["stack_trace"]

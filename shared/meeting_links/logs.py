@@ -1,15 +1,72 @@
-"""Structured logs: one JSON object per line on stderr, in the shape Cloud Logging reads
-(severity, message, trace). stderr, so that a command's own output on stdout stays clean;
-Cloud Logging parses JSON lines on either stream. Callers pass ids as fields; never secrets
-or signatures."""
+"""Structured logs through the standard library: one JSON object per line on stderr, in the
+shape Cloud Logging reads (severity, message, trace), for our lines and for every library
+that logs with `logging` (pg8000, google-auth, the Cloud SQL connector) alike. An error with
+an exception carries `stack_trace`, which Error Reporting groups by.
+
+stderr, so that a command's own output on stdout stays clean; Cloud Logging parses JSON lines
+on either stream. Callers pass ids as fields; never secrets or signatures."""
 from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import sys
+import threading
 from datetime import datetime, timezone
 
 _trace: contextvars.ContextVar[str] = contextvars.ContextVar("trace", default="")
+_logger = logging.getLogger("meeting_links")
+_SEVERITY = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARNING",
+             logging.ERROR: "ERROR", logging.CRITICAL: "CRITICAL"}
+# Attributes every LogRecord has; anything else on a record is a field someone passed.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class CloudLoggingFormatter(logging.Formatter):
+    """A LogRecord as one Cloud Logging JSON line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"severity": _SEVERITY.get(record.levelno, "DEFAULT"), "message": record.getMessage(),
+                 "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")}
+        if record.name != _logger.name:
+            entry["logger"] = record.name
+        trace = _trace.get()
+        if trace:
+            entry["logging.googleapis.com/trace"] = trace
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD and v is not None})
+        if record.exc_info:
+            entry["stack_trace"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever sys.stderr is now (a test's capture, a redirected stream)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+_setup_lock = threading.Lock()
+_handler: _StderrHandler | None = None
+
+
+def setup(level: int = logging.INFO) -> None:
+    """Sends every logger's records through the JSON formatter (once per process): ours at
+    `level`, other libraries' at WARNING and above."""
+    global _handler
+    with _setup_lock:
+        if _handler is None:
+            _handler = _StderrHandler()
+            _handler.setFormatter(CloudLoggingFormatter())
+            root = logging.getLogger()
+            root.addHandler(_handler)
+            if root.level == logging.NOTSET or root.level > logging.WARNING:
+                root.setLevel(logging.WARNING)
+        _logger.setLevel(level)
 
 
 def bind_trace(header: str | None, project: str) -> None:
@@ -18,24 +75,19 @@ def bind_trace(header: str | None, project: str) -> None:
     _trace.set(f"projects/{project}/traces/{trace_id}" if trace_id and project else "")
 
 
-def log(severity: str, message: str, **fields) -> None:
-    entry = {"severity": severity, "message": message,
-             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
-    trace = _trace.get()
-    if trace:
-        entry["logging.googleapis.com/trace"] = trace
-    entry.update({k: v for k, v in fields.items() if v is not None})
-    sys.stderr.write(json.dumps(entry, default=str) + "\n")
-    sys.stderr.flush()
+def log(level: int, message: str, exc_info=None, **fields) -> None:
+    if _handler is None:
+        setup()
+    _logger.log(level, message, exc_info=exc_info, extra=fields)
 
 
 def info(message: str, **fields) -> None:
-    log("INFO", message, **fields)
+    log(logging.INFO, message, **fields)
 
 
 def warning(message: str, **fields) -> None:
-    log("WARNING", message, **fields)
+    log(logging.WARNING, message, **fields)
 
 
-def error(message: str, **fields) -> None:
-    log("ERROR", message, **fields)
+def error(message: str, exc_info=None, **fields) -> None:
+    log(logging.ERROR, message, exc_info=exc_info, **fields)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from pg8000.exceptions import DatabaseError, InterfaceError
@@ -12,8 +14,9 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 from .config import Settings
 from .db import connector_for, sql_error
 
-# The repo's sql/ folder; MIGRATIONS_DIR overrides it for an installed copy.
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "sql"
+# The repo's sql/ folder, which the package ships as meeting_links.sql (see pyproject.toml);
+# MIGRATIONS_DIR points elsewhere (a test applying an older set, say).
+PACKAGE = "meeting_links.sql"
 _LOCK_KEY = 7_285_193_001  # pg_advisory_lock key reserved for migrations
 
 
@@ -21,11 +24,13 @@ class MigrationError(Exception):
     pass
 
 
-def migration_files(directory: Path | None = None) -> list[Path]:
-    directory = Path(directory or os.environ.get("MIGRATIONS_DIR") or DEFAULT_DIR)
-    files = sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+def migration_files(directory: Path | None = None) -> list[Traversable]:
+    directory = directory or os.environ.get("MIGRATIONS_DIR")
+    folder = Path(directory) if directory else resources.files(PACKAGE)
+    files = sorted((f for f in folder.iterdir() if f.name[:4].isdigit() and f.name[4:5] == "_"
+                    and f.name.endswith(".sql")), key=lambda f: f.name)
     if not files:
-        raise MigrationError(f"no migrations found in {directory}")
+        raise MigrationError(f"no migrations found in {folder}")
     return files
 
 

@@ -33,6 +33,9 @@ STATUS_FOR = (
 
 JSON = {"Content-Type": "application/json"}
 
+# Both functions import this module first: from here on, every library's log lines are JSON.
+logs.setup()
+
 
 def _response(body: dict, status: int, headers: dict | None = None):
     return json.dumps(body), status, {**JSON, **(headers or {})}
@@ -83,7 +86,7 @@ def _answer(request, work):
             logs.warning("request refused", error=type(exc).__name__, detail=str(exc))
         return response
     except Exception as exc:  # a bug: log it, answer 500, keep the instance serving
-        logs.error("unexpected error", error=type(exc).__name__, detail=str(exc))
+        logs.error("unexpected error", exc_info=exc, error=type(exc).__name__, detail=str(exc))
         return error_response(exc)
 
 
