@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install run migrate test bench drill clean
+.PHONY: install run migrate test test-fast lint bench drill clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,20 @@ migrate: install
 test: install
 	$(BIN)/python -m pytest
 
+# While developing: no servers, no subprocesses (about 20 seconds).
+test-fast: install
+	$(BIN)/python -m pytest -m "not http" -q
+
+lint: install
+	$(BIN)/ruff check shared functions tests benchmarks
+
 # Benchmarks (about 15 minutes) and the full failure drill: not part of `make test`.
 bench: install
 	$(BIN)/python -m benchmarks.run
 
 drill: install
 	$(BIN)/python -m benchmarks.drill
-	HYPOTHESIS_PROFILE=drill $(BIN)/python -m pytest tests/test_bad_input.py tests/test_lifecycle.py -k "bad or sequence"
+	HYPOTHESIS_PROFILE=drill $(BIN)/python -m pytest -m drill
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

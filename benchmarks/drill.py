@@ -23,8 +23,15 @@ from dataclasses import dataclass, field
 import requests
 
 from meeting_links import config, migrations
-from tests.support import (INTERNAL_TOKEN, SERVER_KEY, FunctionServer, connect, expected_payment_status,
-                           new_order_id, notification)
+from tests.support import (
+    INTERNAL_TOKEN,
+    SERVER_KEY,
+    FunctionServer,
+    connect,
+    expected_payment_status,
+    new_order_id,
+    notification,
+)
 
 # Scripts of (transaction_status, fraud_status) an order's notifications follow, with weights.
 SCRIPTS = [

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import queue
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -21,12 +23,14 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlparse, urlunparse
 
 import requests
 
-from meeting_links import allocation, config, db as db_module, migrations
+from meeting_links import allocation, config, logs, migrations
+from meeting_links import db as db_module
 from meeting_links.errors import PoolExhausted
 from meeting_links.local_stack import ensure_database
 from tests.support import INTERNAL_TOKEN, REPO, SERVER_KEY, FunctionServer, new_order_id, notification
@@ -47,15 +51,19 @@ def ms(seconds):
 
 
 class Bench:
-    def __init__(self, url: str):
-        self.url = url
-        self.settings = config.from_environment({"DATABASE_URL": url, "DB_TIMEOUT_S": "1800",
-                                                 "DB_POOL_SIZE": "64", "DB_LOCK_TIMEOUT_MS": "30000",
-                                                 "DB_STATEMENT_TIMEOUT_MS": "60000"})
+    def __init__(self, url: str, proxy_url: str | None = None):
+        self.url, self.proxy_url = url, proxy_url
+        self.settings = self.settings_for(False)
         self.conn = self.connect()
 
-    def connect(self):
-        conn = db_module.connector_for(self.settings)()
+    def settings_for(self, proxied: bool):
+        """Settings for the direct connection, or through the latency proxy."""
+        return config.from_environment({"DATABASE_URL": self.proxy_url if proxied else self.url,
+                                        "DB_TIMEOUT_S": "1800", "DB_POOL_SIZE": "64",
+                                        "DB_LOCK_TIMEOUT_MS": "30000", "DB_STATEMENT_TIMEOUT_MS": "60000"})
+
+    def connect(self, proxied: bool = False):
+        conn = db_module.connector_for(self.settings_for(proxied))()
         conn.execute_simple("SET TIME ZONE 'UTC'")
         conn.execute_simple("SET statement_timeout = 0")
         return conn
@@ -176,8 +184,9 @@ def allocation_latency(bench: Bench, sizes, pools, per_config: int, rng) -> list
 
 # --- (b) contention ---------------------------------------------------------------------------
 
-def contention(bench: Bench, levels, pools) -> list[dict]:
+def contention(bench: Bench, levels, pools, proxied: bool = False) -> list[dict]:
     results = []
+    strategies = ("ours", "global lock") if proxied else ("ours", "seed", "global lock")
     total_links = bench.sql("SELECT count(*) FROM meeting_links_pool")[0][0]
     for links in pools:
         if links > total_links:
@@ -185,7 +194,7 @@ def contention(bench: Bench, levels, pools) -> list[dict]:
         bench.sql("UPDATE meeting_links_pool SET is_available = (id IN (SELECT id FROM meeting_links_pool"
                   " ORDER BY created_at, id LIMIT CAST($1 AS integer)))", links)
         for k in levels:
-            for strategy in ("ours", "seed", "global lock"):
+            for strategy in strategies:
                 bench.sql("DELETE FROM bookings WHERE scheduled_date = '2032-06-01'")
                 bench.sql("DELETE FROM seed_bookings WHERE scheduled_date = '2032-06-01'")
                 rows = []
@@ -198,7 +207,7 @@ def contention(bench: Bench, levels, pools) -> list[dict]:
                     bench.sql("INSERT INTO seed_bookings (id, scheduled_date, scheduled_time, duration,"
                               " payment_status) VALUES ($1, $2, $3, $4, 'paid')", *row)
                     rows.append(row)
-                results.append(_contend(bench, strategy, rows, links))
+                results.append(_contend(bench, strategy, rows, links, proxied))
                 print("contention", results[-1], flush=True)
     bench.sql("UPDATE meeting_links_pool SET is_available = true")
     return results
@@ -216,12 +225,12 @@ def _open_connections(database, count: int) -> None:
         list(pool.map(hold, range(count)))
 
 
-def _contend(bench: Bench, strategy: str, rows, links: int) -> dict:
+def _contend(bench: Bench, strategy: str, rows, links: int, proxied: bool) -> dict:
     k, pool_size = len(rows), min(len(rows), 64)
     barrier = threading.Barrier(k)
     latencies = [0.0] * k
     if strategy == "ours":
-        database = db_module.Database(bench.settings)
+        database = db_module.Database(bench.settings_for(proxied))
         _open_connections(database, pool_size)
 
         def work(i):
@@ -235,7 +244,7 @@ def _contend(bench: Bench, strategy: str, rows, links: int) -> dict:
     else:
         conns: queue.Queue = queue.Queue()
         for _ in range(pool_size):
-            conns.put(bench.connect())
+            conns.put(bench.connect(proxied))
         step = seed_assign if strategy == "seed" else global_lock_assign
 
         def work(i):
@@ -264,11 +273,13 @@ def _contend(bench: Bench, strategy: str, rows, links: int) -> dict:
     doubled = bench.sql(f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {table}"
                         " WHERE scheduled_date = '2032-06-01' AND meeting_link_id IS NOT NULL"
                         " GROUP BY meeting_link_id) x")[0][0]
-    return {"strategy": strategy, "concurrency": k, "links": links, "throughput_per_s": round(k / wall, 1),
+    return {"strategy": strategy, "proxy": proxied, "concurrency": k, "links": links,
+            "throughput_per_s": round(k / wall, 1),
             "p99_ms": ms(percentile(latencies, 99)), "assigned": assigned, "double_bookings": int(doubled)}
 
 
-def many_slots(bench: Bench, pools, slots: int = 64, per_slot: int = 3, threads: int = 64) -> list[dict]:
+def many_slots(bench: Bench, pools, proxied: bool = False, slots: int = 64, per_slot: int = 3,
+               threads: int = 64) -> list[dict]:
     """`threads` allocators over `slots` separate slots (per_slot bookings each, shuffled):
     ours should let different slots go at once, where one global lock makes them queue."""
     results = []
@@ -291,18 +302,18 @@ def many_slots(bench: Bench, pools, slots: int = 64, per_slot: int = 3, threads:
                               " payment_status) VALUES ($1, $2, $3, $4, 'paid')", *row)
                     rows.append(row)
             random.Random(slots).shuffle(rows)
-            results.append(_many_slots_run(bench, strategy, rows, links, threads))
+            results.append(_many_slots_run(bench, strategy, rows, links, threads, proxied))
             print("many slots", results[-1], flush=True)
     bench.sql("UPDATE meeting_links_pool SET is_available = true")
     return results
 
 
-def _many_slots_run(bench: Bench, strategy: str, rows, links: int, threads: int) -> dict:
+def _many_slots_run(bench: Bench, strategy: str, rows, links: int, threads: int, proxied: bool) -> dict:
     todo: queue.Queue = queue.Queue()
     for row in rows:
         todo.put(row)
     if strategy == "ours":
-        database = db_module.Database(replace(bench.settings, db_pool_size=threads))
+        database = db_module.Database(replace(bench.settings_for(proxied), db_pool_size=threads))
 
         def step(_conn, row):
             try:
@@ -311,7 +322,7 @@ def _many_slots_run(bench: Bench, strategy: str, rows, links: int, threads: int)
                 pass
         conns = [None] * threads
     else:
-        step, conns = global_lock_assign, [bench.connect() for _ in range(threads)]
+        step, conns = global_lock_assign, [bench.connect(proxied) for _ in range(threads)]
     if strategy == "ours":
         _open_connections(database, threads)
     barrier = threading.Barrier(threads)
@@ -341,15 +352,16 @@ def _many_slots_run(bench: Bench, strategy: str, rows, links: int, threads: int)
     doubled = bench.sql(f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {table}"
                         " WHERE scheduled_date >= '2033-07-01' AND meeting_link_id IS NOT NULL"
                         " GROUP BY meeting_link_id, scheduled_date, scheduled_time) x")[0][0]
-    return {"strategy": strategy, "threads": threads, "bookings": len(rows), "links": links,
+    return {"strategy": strategy, "proxy": proxied, "threads": threads, "bookings": len(rows), "links": links,
             "throughput_per_s": round(len(rows) / wall, 1), "assigned": assigned, "double_bookings": int(doubled)}
 
 
 # --- (c) end to end ----------------------------------------------------------------------------
 
-def end_to_end(bench: Bench, levels, requests_per_level: int, rng) -> list[dict]:
+def end_to_end(bench: Bench, levels, requests_per_level: int, rng, proxied: bool = False) -> list[dict]:
     bench.sql("UPDATE meeting_links_pool SET is_available = true")
-    env = {"DATABASE_URL": bench.url, "INTERNAL_API_TOKEN": INTERNAL_TOKEN, "DB_POOL_SIZE": "8"}
+    env = {"DATABASE_URL": bench.proxy_url if proxied else bench.url, "INTERNAL_API_TOKEN": INTERNAL_TOKEN,
+           "DB_POOL_SIZE": "8"}
     assign = FunctionServer("assign_meeting_link", env).start()
     webhook = FunctionServer("midtrans_webhook", {**env, "MIDTRANS_SERVER_KEY": SERVER_KEY,
                                                   "ASSIGN_MEETING_LINK_URL": assign.url}).start()
@@ -370,15 +382,15 @@ def end_to_end(bench: Bench, levels, requests_per_level: int, rng) -> list[dict]
             _load(webhook.url, bodies[:warm], c)
             _load(ok.url, [{} for _ in range(warm)], c)
             bodies, orders = bodies[warm:], orders[warm:]
-            before = _cpu_seconds(webhook, assign)
+            before = _cpu_seconds(bench, webhook, assign)
             ours = _load(webhook.url, bodies, c)
-            spent = {k: round((v - before[k]) / len(bodies) * 1000, 2) for k, v in _cpu_seconds(webhook, assign).items()}
-            before_ok = _cpu_seconds(ok)
+            spent = _per_request(before, _cpu_seconds(bench, webhook, assign), len(bodies))
+            before_ok = _cpu_seconds(None, ok)
             ceiling = _load(ok.url, [{} for _ in bodies], c)
-            spent_ok = {k: round((v - before_ok[k]) / len(bodies) * 1000, 2) for k, v in _cpu_seconds(ok).items()}
+            spent_ok = _per_request(before_ok, _cpu_seconds(None, ok), len(bodies))
             linked = bench.sql("SELECT count(*) FROM bookings WHERE order_id = ANY(CAST($1 AS text[])) AND meeting_link_id IS NOT NULL",
                                orders)[0][0]
-            result = {"concurrency": c, "requests": len(bodies),
+            result = {"proxy": proxied, "concurrency": c, "requests": len(bodies),
                       "rps": ours["rps"], "p50_ms": ours["p50_ms"], "p99_ms": ours["p99_ms"],
                       "errors": ours["errors"], "links_assigned": linked,
                       "ok_rps": ceiling["rps"], "ok_p50_ms": ceiling["p50_ms"], "ok_p99_ms": ceiling["p99_ms"]}
@@ -401,17 +413,38 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(*servers) -> dict:
-    """CPU time used so far by each server (gunicorn master and workers), PostgreSQL and this
-    process (the load generator)."""
+_PROXY_PID: list[int] = []  # the latency proxy's process, when one runs
+
+
+def _cpu_seconds(bench: Bench | None, *servers) -> dict:
+    """CPU time used so far by each server (gunicorn master and workers), the backends serving
+    the benchmark's database (not the rest of a shared machine's PostgreSQL), the latency
+    proxy, and this process (the load generator)."""
     def tree(pid):
         children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
         return _process_cpu(pid) + sum(_process_cpu(int(c)) for c in children)
-    postgres = subprocess.run(["pgrep", "-u", "postgres"], capture_output=True, text=True).stdout.split()
     out = {s.command[s.command.index("--target") + 1]: tree(s.proc.pid) for s in servers}
-    out["postgres"] = sum(_process_cpu(int(p)) for p in postgres)
+    if bench is not None:
+        backends = bench.sql("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                             " AND pid <> pg_backend_pid()")
+        out["postgres"] = {pid: _process_cpu(pid) for (pid,) in backends}
+    if _PROXY_PID:
+        out["proxy"] = _process_cpu(_PROXY_PID[0])
     out["client"] = time.process_time()
     return out
+
+
+def _per_request(before: dict, after: dict, requests_made: int) -> dict:
+    """CPU milliseconds per request by part; backends are matched by pid (the pools keep them)."""
+    spent = {}
+    for part, now in after.items():
+        if part == "postgres":
+            used = sum(v - before["postgres"].get(pid, 0.0) for pid, v in now.items())
+        else:
+            used = now - before.get(part, 0.0)
+        spent[part] = round(used / requests_made * 1000, 2)
+    spent["total"] = round(sum(spent.values()), 2)
+    return spent
 
 
 def _load(url, bodies, concurrency) -> dict:
@@ -453,7 +486,7 @@ def cold_start(bench: Bench, repeats: int) -> dict:
     warm_assign = FunctionServer("assign_meeting_link", env).start()
     try:
         for target in ("assign_meeting_link", "midtrans_webhook"):
-            times = []
+            times, after_open = [], []
             for _ in range(repeats):
                 order_id = new_order_id("S")
                 booking_id = bench.sql(
@@ -471,17 +504,28 @@ def cold_start(bench: Bench, repeats: int) -> dict:
                                                start_new_session=True)
                 body = {"bookingId": booking_id} if target == "assign_meeting_link" else notification(order_id)
                 headers = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+                while True:  # the moment the port accepts a connection
+                    try:
+                        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+                        break
+                    except OSError:
+                        time.sleep(0.0005)
+                opened = time.perf_counter()
                 while True:
                     try:
                         if requests.post(server.url, json=body, headers=headers, timeout=10).status_code == 200:
                             break
                     except requests.ConnectionError:
-                        time.sleep(0.01)
-                times.append(time.perf_counter() - t)
+                        time.sleep(0.001)
+                done = time.perf_counter()
+                times.append(done - t)
+                after_open.append(done - opened)
                 server.stop()
                 bench.sql("UPDATE bookings SET status = 'cancelled', meeting_link_id = NULL WHERE id = $1", booking_id)
             result[target] = {"first_response_ms_median": ms(statistics.median(times)),
-                              "first_response_ms_max": ms(max(times))}
+                              "first_response_ms_max": ms(max(times)),
+                              "after_port_open_ms_median": ms(statistics.median(after_open)),
+                              "after_port_open_ms_max": ms(max(after_open))}
     finally:
         warm_assign.stop()
     for target, source in (("assign_meeting_link", REPO / "functions/assign_meeting_link"),
@@ -515,18 +559,66 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(REPO / "docs" / "benchmarks"), help="report path without extension")
     p.add_argument("--only", choices=["allocation", "contention", "end_to_end", "cold_start"], action="append",
                    help="run only these sections (repeatable); the report then holds only them")
+    p.add_argument("--delay-ms", type=float, default=0.5,
+                   help="latency proxy delay per direction (default 0.5; 0 runs no proxied scenarios)")
     args = p.parse_args(argv)
+    ours = logging.getLogger("meeting_links")
+    level = ours.level
+    logs.setup(logging.WARNING)  # one INFO line per assignment would bury the progress lines
     rng = random.Random(20261124)
     ensure_database(args.database_url)
-    bench = Bench(args.database_url)
+    proxy = start_proxy(args.database_url, args.delay_ms) if args.delay_ms > 0 else None
+    bench = Bench(args.database_url, proxy and proxy[1])
+    try:
+        return _run(bench, args, rng)
+    finally:
+        ours.setLevel(level)
+        bench.conn.close()
+        if proxy:
+            proxy[0].kill()
+            proxy[0].wait()
+            proxy[0].stdout.close()
+
+
+def start_proxy(url: str, delay_ms: float) -> tuple[subprocess.Popen, str]:
+    """The latency proxy in front of url's server; returns (process, url through it)."""
+    parsed = urlparse(url)
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.latency_proxy", "--listen", "0",
+                             "--target", f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 5432}",
+                             "--delay-ms", str(delay_ms)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    port = int(proc.stdout.readline().split()[-1])
+    _PROXY_PID[:] = [proc.pid]
+    userinfo = parsed.netloc.rpartition("@")[0]
+    netloc = f"{userinfo + '@' if userinfo else ''}{parsed.hostname or '127.0.0.1'}:{port}"
+    return proc, urlunparse(parsed._replace(netloc=netloc))
+
+
+def round_trip_ms(bench: Bench, proxied: bool, count: int = 300) -> dict:
+    """What one round trip (SELECT 1) costs, direct or through the proxy."""
+    conn, times = bench.connect(proxied), []
+    try:
+        for _ in range(count):
+            t = time.perf_counter()
+            conn.execute_simple("SELECT 1")
+            times.append(time.perf_counter() - t)
+    finally:
+        conn.close()
+    return {"p50_ms": ms(percentile(times, 50)), "p99_ms": ms(percentile(times, 99))}
+
+
+def _run(bench: Bench, args, rng) -> int:
     migrations.migrate(bench.settings, echo=lambda *_: None)
     if args.quick:
         sizes, pools, per_config, levels, e2e_levels, e2e_n, repeats = [2000], [3, 64], 40, [16], [1, 8], 60, 1
     else:
         sizes, pools, per_config = [10_000, 100_000, 1_000_000], [3, 100, 1000], 400
-        levels, e2e_levels, e2e_n, repeats = [16, 64, 256], [1, 8, 32], 400, 3
-    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-               "postgres": bench.sql("SHOW server_version")[0][0], "quick": args.quick}
+        levels, e2e_levels, e2e_n, repeats = [16, 64, 256], [1, 8, 32], 1000, 3
+    modes = [False, True] if bench.proxy_url else [False]
+    results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+               "postgres": bench.sql("SHOW server_version")[0][0], "quick": args.quick,
+               "delay_ms": args.delay_ms if bench.proxy_url else 0,
+               "round_trip": {("proxy" if m else "direct"): round_trip_ms(bench, m) for m in modes}}
+    print("round trip", results["round_trip"], flush=True)
     wanted = set(args.only or ["allocation", "contention", "end_to_end", "cold_start"])
     if "allocation" in wanted:
         results["allocation"] = allocation_latency(bench, sizes, pools, per_config, rng)
@@ -534,12 +626,12 @@ def main(argv=None) -> int:
         if "allocation" not in wanted:
             bench.reset(max(64, max(pools)))
             bench.sql((HERE / "seed_baseline.sql").read_text())
-        results["contention"] = contention(bench, levels, [3, 64])
-        results["many_slots"] = [r for _ in range(repeats) for r in many_slots(bench, [3, 64])]
+        results["contention"] = [r for m in modes for r in contention(bench, levels, [3, 64], m)]
+        results["many_slots"] = [r for _ in range(repeats) for m in modes for r in many_slots(bench, [3, 64], m)]
     if "end_to_end" in wanted:
-        results["end_to_end"] = end_to_end(bench, e2e_levels, e2e_n, rng)
+        results["end_to_end"] = [r for m in modes for r in end_to_end(bench, e2e_levels, e2e_n, rng, m)]
     if "cold_start" in wanted:
-        results["cold_start"] = cold_start(bench, repeats)
+        results["cold_start"] = cold_start(bench, max(5, repeats))
     if wanted != {"allocation", "contention", "end_to_end", "cold_start"}:
         print(json.dumps(results, indent=2, default=str))
         return 0
@@ -547,7 +639,6 @@ def main(argv=None) -> int:
     text = write(results, Path(args.out))
     print(text)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

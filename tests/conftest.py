@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from meeting_links import cli, config, db as db_module, migrations
+from meeting_links import cli, config, migrations
+from meeting_links import db as db_module
 from meeting_links.db import Database
-
 from support import INTERNAL_TOKEN, SERVER_KEY, FunctionServer, connect
 
 SEED_LINKS_SQL = (Path(__file__).parents[1] / "sql" / "0002_seed_links.sql").read_text()
@@ -129,8 +129,7 @@ def _reset_process_state():
 
 
 def make_client(target: str):
-    from functions_framework import create_app
-    from functions_framework import _function_registry
+    from functions_framework import _function_registry, create_app
     _function_registry.REGISTRY_MAP.clear()
     source = os.path.join(os.path.dirname(__file__), "..", "functions", target, "main.py")
     return create_app(target, source).test_client()
@@ -159,3 +158,20 @@ from hypothesis import settings as _hypothesis_settings  # noqa: E402
 _hypothesis_settings.register_profile("default", max_examples=40)
 _hypothesis_settings.register_profile("drill", max_examples=1000)
 _hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+# Test layers, for a fast run while developing (README, "Tests"):
+#   unit  no database;  db  a real PostgreSQL, in-process;  http  real servers, processes, long runs.
+# A module that starts servers or processes itself says so with `pytestmark = pytest.mark.http`.
+_HTTP_FIXTURES = frozenset({"assign_server", "webhook_server"})
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("http") or names & _HTTP_FIXTURES:
+            item.add_marker(pytest.mark.http)
+        elif "database_url" in names:
+            item.add_marker(pytest.mark.db)
+        else:
+            item.add_marker(pytest.mark.unit)

@@ -107,13 +107,13 @@ class FunctionServer:
         self.proc = None
         self.log_path = None
 
-    def start(self) -> "FunctionServer":
+    def start(self) -> FunctionServer:
         import tempfile
-        self.log = tempfile.NamedTemporaryFile(prefix="fnserver-", suffix=".log", delete=False)
-        self.log_path = self.log.name
-        # Its own process group, so that stop() reaches gunicorn's workers too.
-        self.proc = subprocess.Popen(self.command, env=self.env, cwd=self.cwd,
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        with tempfile.NamedTemporaryFile(prefix="fnserver-", suffix=".log", delete=False) as log:
+            self.log_path = log.name
+            # Its own process group, so that stop() reaches gunicorn's workers too.
+            self.proc = subprocess.Popen(self.command, env=self.env, cwd=self.cwd,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

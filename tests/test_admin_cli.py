@@ -4,7 +4,6 @@ import json
 import pytest
 
 from meeting_links import cli
-
 from support import booking, insert_booking
 
 

@@ -5,7 +5,6 @@ import pytest
 
 from meeting_links import allocation
 from meeting_links.errors import BookingNotFound, BookingNotPaid, PoolExhausted
-
 from support import booking, insert_booking
 
 
@@ -16,7 +15,7 @@ def paid(conn, **kw):
 def test_first_free_link_in_stable_order_then_the_next(conn, db, seed_links):
     a, b, c = (paid(conn)["id"] for _ in range(3))
     got = [allocation.assign(db, x).meeting_link for x in (a, b, c)]
-    assert got == [l["meeting_link"] for l in seed_links]
+    assert got == [link["meeting_link"] for link in seed_links]
 
 
 def test_assigning_twice_returns_the_same_link(conn, db):

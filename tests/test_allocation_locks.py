@@ -6,7 +6,6 @@ import time
 import pytest
 
 from meeting_links import allocation
-
 from support import booking, connect, insert_booking
 
 

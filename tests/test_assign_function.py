@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from support import INTERNAL_TOKEN, REPO, FunctionServer, booking, insert_booking, running
-
 from conftest import make_client
+from support import INTERNAL_TOKEN, REPO, FunctionServer, booking, insert_booking, running
 
 AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
 

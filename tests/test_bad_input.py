@@ -6,11 +6,14 @@ import re
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meeting_links import payments, signature
-
 from support import INTERNAL_TOKEN, MIDTRANS_STATUS_CODE, SERVER_KEY, insert_booking, notification
+
+# Properties: `make drill` runs them at 1,000 examples each.
+pytestmark = pytest.mark.drill
 
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

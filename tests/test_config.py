@@ -70,8 +70,9 @@ def test_cloud_sql_connector_is_used_when_an_instance_is_named(monkeypatch):
 def test_the_connector_path_works_over_the_dbapi_connection_it_returns(monkeypatch, database_url, conn):
     """The Cloud SQL connector returns a pg8000.dbapi.Connection, not the native one used with
     DATABASE_URL: allocate a link over such a connection, to the real server."""
-    import pg8000.dbapi
     import google.cloud.sql.connector as connector_module
+    import pg8000.dbapi
+
     from meeting_links import allocation
     from support import insert_booking
 

@@ -4,7 +4,6 @@ import pytest
 from meeting_links import config
 from meeting_links.db import Database, SqlError
 from meeting_links.errors import DatabaseUnavailable
-
 from support import INTERNAL_TOKEN, insert_booking
 
 
@@ -101,10 +100,13 @@ def test_one_tls_decision_per_process(database_url, monkeypatch):
     """The local server declines TLS: the first connection asks, no SSL context is ever built,
     and later connections do not ask again. sslmode=require refuses such a server."""
     import ssl
+
     from meeting_links import db as db_module
     built = []
+    def counting(real):
+        return lambda *a, **k: built.append(1) or real(*a, **k)
     for name in ("SSLContext", "create_default_context"):  # what db.py and pg8000 call
-        monkeypatch.setattr(ssl, name, lambda *a, _real=getattr(ssl, name), **k: built.append(1) or _real(*a, **k))
+        monkeypatch.setattr(ssl, name, counting(getattr(ssl, name)))
     connect = db_module.connector_for(config.from_environment({"DATABASE_URL": database_url}))
     assert connect.tls.mode == "prefer"
     for _ in range(3):

@@ -12,6 +12,9 @@ import pytest
 
 from support import INTERNAL_TOKEN, REPO, SERVER_KEY, FunctionServer, booking, insert_booking, notification, running
 
+# Runs real servers or processes: the `http` layer (see conftest.py).
+pytestmark = pytest.mark.http
+
 
 @pytest.fixture
 def gcloud(tmp_path):

@@ -1,5 +1,10 @@
 """A small failure drill in the normal run (the full one: python -m benchmarks.drill)."""
+import pytest
+
 from benchmarks.drill import replay, run_drill
+
+# Runs real servers or processes: the `http` layer (see conftest.py).
+pytestmark = pytest.mark.http
 
 
 def test_replay_model():

@@ -10,11 +10,9 @@ import pytest
 import requests
 from werkzeug.test import create_environ, run_wsgi_app
 
-from meeting_links import web
-
-from support import INTERNAL_TOKEN, SERVER_KEY, FunctionServer, booking, insert_booking, notification
-
 from conftest import make_client
+from meeting_links import web
+from support import INTERNAL_TOKEN, SERVER_KEY, FunctionServer, booking, insert_booking, notification
 
 AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
 

@@ -8,7 +8,6 @@ import pg8000.exceptions
 import pytest
 
 from meeting_links import allocation
-
 from support import INTERNAL_TOKEN, booking, connect, insert_booking, notification
 
 AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}

@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from meeting_links import allocation, config, sweep
-
 from support import INTERNAL_TOKEN, SERVER_KEY, FakeServer, FunctionServer, booking, insert_booking
 
 AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}

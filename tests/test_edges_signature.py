@@ -5,10 +5,10 @@ import re
 import shutil
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meeting_links import config, migrations, signature
-
 from support import SERVER_KEY, FakeServer, FunctionServer, booking, connect, insert_booking, notification
 
 # Written apart from signature.py: Midtrans's formats as the issue states them.
@@ -86,6 +86,7 @@ AMOUNTS = st.one_of(st.from_regex(AMOUNT, fullmatch=True),
                     st.sampled_from(["200200.00", "1200.00", "407201.00", "20.00", "0.00"]))
 
 
+@pytest.mark.drill
 @given(order_id=st.one_of(ORDER_IDS, st.sampled_from(["A", "A200", "X-1", "ORDER-1200", "B407"])),
        code=st.sampled_from(sorted(CODES)), amount=AMOUNTS)
 def test_no_other_split_of_a_signed_string_passes_unconfirmed(order_id, code, amount):

@@ -7,7 +7,12 @@ import json
 import time
 from urllib.parse import parse_qs, urlparse
 
+import pytest
+
 from support import SERVER_KEY, FakeServer, FunctionServer, booking, insert_booking, notification, running
+
+# Runs real servers or processes: the `http` layer (see conftest.py).
+pytestmark = pytest.mark.http
 
 
 def _b64(data: dict) -> str:

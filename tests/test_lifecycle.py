@@ -3,13 +3,20 @@ import base64
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from meeting_links import cli
-
-from support import (INTERNAL_TOKEN, SERVER_KEY, FakeServer, booking, expected_payment_status, insert_booking,
-                     notification)
 from conftest import make_client
+from meeting_links import cli
+from support import (
+    INTERNAL_TOKEN,
+    SERVER_KEY,
+    FakeServer,
+    booking,
+    expected_payment_status,
+    insert_booking,
+    notification,
+)
 
 AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
 
@@ -212,6 +219,7 @@ EVENTS = [("settlement", None), ("capture", "accept"), ("capture", "challenge"),
           ("partial_chargeback", None)]
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.drill
 @given(st.lists(st.tuples(st.sampled_from(EVENTS), st.sampled_from(["t1", "t2"])), min_size=1, max_size=7))
 def test_any_sequence_ends_in_the_state_its_effective_notifications_imply(conn, webhook_server, steps):
     b = insert_booking(conn)

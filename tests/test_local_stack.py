@@ -10,9 +10,13 @@ import uuid
 from pathlib import Path
 
 import pg8000.native
+import pytest
 import requests
 
 from support import REPO, free_port, notification
+
+# Runs real servers or processes: the `http` layer (see conftest.py).
+pytestmark = pytest.mark.http
 
 LOCAL_KEY = "SB-Mid-server-LOCAL-DEVELOPMENT-ONLY"
 
@@ -36,9 +40,10 @@ def test_local_stack_from_nothing_to_an_assigned_link(database_url, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("MIDTRANS_SERVER_KEY", "INTERNAL_API_TOKEN")}
     env["DATABASE_URL"] = url
     log = tmp_path / "local.log"
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "meeting-links"), "local",
-                             "--webhook-port", str(webhook_port), "--assign-port", str(assign_port)],
-                            env=env, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "meeting-links"), "local",
+                                 "--webhook-port", str(webhook_port), "--assign-port", str(assign_port)],
+                                env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for(webhook_port, proc)
         wait_for(assign_port, proc)

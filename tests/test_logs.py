@@ -2,8 +2,8 @@
 ids as fields, and never a secret or a signature."""
 import json
 
-from support import INTERNAL_TOKEN, SERVER_KEY, insert_booking, notification
 from conftest import make_client
+from support import INTERNAL_TOKEN, SERVER_KEY, insert_booking, notification
 
 
 def entries(text):
@@ -44,6 +44,7 @@ def test_other_libraries_log_in_the_same_json_format(capfd):
     """pg8000, google-auth and the connector log through `logging`: their warnings come out
     as the same Cloud Logging lines, named by logger; their debug chatter does not."""
     import logging
+
     from meeting_links import logs
     logs.setup()
     capfd.readouterr()

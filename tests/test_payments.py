@@ -4,8 +4,8 @@ import pytest
 
 from meeting_links import payments
 from meeting_links.notifications import Notification, record
-
-from support import insert_booking, notification as notification_body
+from support import insert_booking
+from support import notification as notification_body
 
 ALL = ["pending", "review", "paid", "failed", "cancelled", "expired", "refunded"]
 

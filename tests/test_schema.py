@@ -4,7 +4,6 @@ import pytest
 from pg8000.exceptions import DatabaseError
 
 from meeting_links import config, migrations
-
 from support import insert_booking
 
 

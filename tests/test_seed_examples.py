@@ -17,7 +17,7 @@ def run_file(conn, name, **placeholders):
 
 def test_verify_installation_and_pool_status_show_the_three_seed_links(conn):
     links = run_file(conn, "verify_installation.sql")
-    assert [l["meeting_link"] for l in links] == [
+    assert [link["meeting_link"] for link in links] == [
         "https://meet.google.com/kcw-ebey-pqu", "https://meet.google.com/ppt-myeq-puu",
         "https://meet.google.com/wyk-nvfk-qkq"]
     assert run_file(conn, "pool_status.sql") == [{"total_links": 3, "available_links": 3}]

@@ -4,10 +4,17 @@ import json
 import pytest
 import requests
 
-from support import (INTERNAL_TOKEN, SERVER_KEY, FakeServer, FunctionServer, booking, insert_booking,
-                     notification, running)
-
 from conftest import make_client
+from support import (
+    INTERNAL_TOKEN,
+    SERVER_KEY,
+    FakeServer,
+    FunctionServer,
+    booking,
+    insert_booking,
+    notification,
+    running,
+)
 
 
 def notifications_logged(conn, order_id=None):

@@ -36,7 +36,7 @@ def _link_row(link: dict, handed_over: allocation.SweepResult | None = None) -> 
 
 
 def booking_by_order(db: Database, order_id: str) -> dict:
-    booking = db.run(lambda tx: tx.one("booking_by_order_id", order_id=order_id))
+    booking = db.one("booking_by_order_id", order_id=order_id)
     if booking is None:
         raise BookingNotFound(f"no booking with order_id {order_id!r}")
     return booking
@@ -72,7 +72,7 @@ def capacity(db: Database, days: int) -> list[dict]:
     if not 1 <= days <= 366:
         raise BadRequest("--days must be between 1 and 366")
     rows = []
-    for day in db.run(lambda tx: tx.rows("capacity_by_day", days=days)):
+    for day in db.rows("capacity_by_day", days=days):
         peak, size = day["peak"], day["pool_size"]
         warning = ""
         if peak > size:
@@ -88,7 +88,7 @@ def capacity(db: Database, days: int) -> list[dict]:
 
 def add_link(db: Database, settings: Settings, url: str, notes: str | None) -> dict:
     """Adds a link (a duplicate or a non-https URL is refused) and hands it to waiting bookings."""
-    link = db.run(lambda tx: tx.one("add_link", meeting_link=url, notes=notes))
+    link = db.one("add_link", meeting_link=url, notes=notes)
     return _link_row(link, allocation.hand_over(db, budget_s=settings.sweep_time_budget_s))
 
 
@@ -112,7 +112,7 @@ def disable_link(db: Database, ref: str) -> dict:
 
 
 def link_usage(db: Database) -> list[dict]:
-    return [{**r, "id": str(r["id"])} for r in db.run(lambda tx: tx.rows("link_usage"))]
+    return [{**r, "id": str(r["id"])} for r in db.rows("link_usage")]
 
 
 def free_links(db: Database, on_date: str, at_time: str, duration: int) -> list[dict]:
@@ -123,13 +123,13 @@ def free_links(db: Database, on_date: str, at_time: str, duration: int) -> list[
         raise BadRequest("--date must be YYYY-MM-DD and --time HH:MM") from None
     if not 1 <= duration <= 1440:
         raise BadRequest("--duration must be between 1 and 1440 minutes")
-    rows = db.run(lambda tx: tx.rows("free_links_for_slot", on_date=day.isoformat(),
-                                     at_time=start.isoformat(), duration=duration))
+    rows = db.rows("free_links_for_slot", on_date=day.isoformat(),
+                                     at_time=start.isoformat(), duration=duration)
     return [{"id": str(r["id"]), "meeting_link": r["meeting_link"]} for r in rows]
 
 
 def waiting(db: Database, include_ended: bool) -> list[dict]:
-    rows = db.run(lambda tx: tx.rows("bookings_waiting_for_link", include_ended=include_ended))
+    rows = db.rows("bookings_waiting_for_link", include_ended=include_ended)
     return [{**r, "id": str(r["id"])} for r in rows]
 
 
@@ -145,7 +145,7 @@ def assign_chosen(db: Database, settings: Settings, booking_id: str, ref: str) -
     is handed to waiting bookings as any release is. The constraints refuse a busy or
     disabled link and an unpaid booking (LinkConflict, from db.py)."""
     booking_id = _uuid(booking_id, "booking id")
-    row = db.run(lambda tx: tx.one("assign_link_by_hand", booking_id=booking_id, link=ref))
+    row = db.one("assign_link_by_hand", booking_id=booking_id, link=ref)
     outcome = row["outcome"]
     if outcome == "link_not_found":
         raise LinkNotFound(f"no link in the pool with id or URL {ref!r}")
@@ -164,7 +164,7 @@ def assign_chosen(db: Database, settings: Settings, booking_id: str, ref: str) -
 def cancel(db: Database, settings: Settings, booking_id: str) -> dict:
     """Cancels the booking for good (cancel_booking_v1) and hands the link it held over."""
     booking_id = _uuid(booking_id, "booking id")
-    row = db.run(lambda tx: tx.one("cancel_booking", booking_id=booking_id))
+    row = db.one("cancel_booking", booking_id=booking_id)
     if row["outcome"] == "not_found":
         raise BookingNotFound(f"booking {booking_id} not found")
     assigned = 0

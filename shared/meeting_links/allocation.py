@@ -60,7 +60,7 @@ def assign(db: Database, booking_id: str) -> Assignment:
     when support cancelled it), or PoolExhausted (after marking the booking as waiting for
     manual assignment, committed).
     """
-    row = db.run(lambda tx: tx.one("assign_link", booking_id=booking_id))
+    row = db.one("assign_link", booking_id=booking_id)
     outcome = Outcome(row["outcome"])
     if outcome in (Outcome.ASSIGNED, Outcome.ALREADY_ASSIGNED):
         if outcome is Outcome.ASSIGNED:
@@ -98,10 +98,10 @@ def _serve(db: Database, hold: Hold | None, after: tuple, until: tuple | None,
     assigned = still_waiting = 0
     last = None
     while True:
-        page = db.run(lambda tx, after=after: tx.rows(
+        page = db.rows(
             "waiting_bookings_page", hold_from=hold and hold.start, hold_until=hold and hold.until,
             after_paid_at=after[0], after_id=after[1], until_paid_at=until and until[0],
-            until_id=until and until[1], page_size=PAGE_SIZE))
+            until_id=until and until[1], page_size=PAGE_SIZE)
         for row in page:
             if time.monotonic() > deadline:
                 return SweepResult(assigned, still_waiting, False, last)
@@ -134,7 +134,7 @@ def sweep_waiting(db: Database, *, budget_s: float) -> SweepResult:
     records where it stopped and the next one goes on from there (then wraps around), so
     bookings behind a long queue of ones that cannot be placed are still reached."""
     deadline = time.monotonic() + budget_s
-    point = db.run(lambda tx: tx.one("sweep_resume_point"))
+    point = db.one("sweep_resume_point")
     resume = (point["paid_at"], str(point["id"])) if point and point["paid_at"] else None
     result = _serve(db, None, resume or _START, None, deadline)
     if result.complete and resume:
@@ -142,8 +142,8 @@ def sweep_waiting(db: Database, *, budget_s: float) -> SweepResult:
         result = SweepResult(result.assigned + wrapped.assigned, result.waiting + wrapped.waiting,
                              wrapped.complete, wrapped.last)
     stop = None if result.complete else (result.last or resume)
-    db.run(lambda tx: tx.rows("set_sweep_resume_point", paid_at=stop and stop[0],
-                              booking_id=stop and stop[1]))
+    db.rows("set_sweep_resume_point", paid_at=stop and stop[0],
+                              booking_id=stop and stop[1])
     logs.info("sweep of waiting bookings", assigned=result.assigned, still_waiting=result.waiting,
               complete=result.complete)
     return result

@@ -12,7 +12,7 @@ import json
 import sys
 import uuid
 from dataclasses import replace
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 
 import requests
 
@@ -30,10 +30,14 @@ STATUS_CODES = {"settlement": "200", "capture": "200", "pending": "201", "author
 def _notification(args, settings) -> dict:
     amount = args.amount
     if amount is None:
-        booking = admin.booking_by_order(Database(settings), args.order_id)
+        db = Database(settings)
+        try:
+            booking = admin.booking_by_order(db, args.order_id)
+        finally:
+            db.close()
         amount = f"{booking['price']:.2f}"
     body = {
-        "transaction_time": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "transaction_time": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "transaction_status": args.status,
         "transaction_id": args.transaction_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"midtrans:{args.order_id}")),
         "status_message": "midtrans payment notification",
@@ -194,7 +198,7 @@ def _cell(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return _plain(value)
 
 

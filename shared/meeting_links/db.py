@@ -12,8 +12,9 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pg8000.native
@@ -272,36 +273,51 @@ class Database:
             self._slots.release()
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """One transaction; pg8000 and server errors come out as SqlError or DatabaseUnavailable,
-        and a dropped connection as _ConnectionLost (which run() retries)."""
+    def transaction(self, *, single_statement: bool = False) -> Iterator[Transaction]:
+        """One transaction; pg8000 and server errors come out as domain errors, SqlError or
+        DatabaseUnavailable, and a dropped connection as _ConnectionLost (which run() retries).
+        single_statement: the work runs one statement, which is its own transaction, so no
+        BEGIN and COMMIT are sent (one round trip instead of three)."""
         with self._connection() as conn:
             try:
-                conn.execute_simple("BEGIN")
+                if not single_statement:
+                    conn.execute_simple("BEGIN")
                 yield Transaction(conn)
-                conn.execute_simple("COMMIT")
+                if not single_statement:
+                    conn.execute_simple("COMMIT")
             except (InterfaceError, OSError) as exc:
                 raise _ConnectionLost() from exc
             except DatabaseError as exc:
                 error = sql_error(exc)
-                _rollback(conn)
+                if not single_statement:
+                    _rollback(conn)
                 if error.sqlstate in CONNECTION_GONE:
                     raise _ConnectionLost() from error
                 if error.sqlstate in OVERLOADED:
                     raise DatabaseUnavailable(f"database busy ({error.sqlstate}: {error})") from error
                 raise domain_error(error) from exc
             except BaseException:
-                _rollback(conn)
+                if not single_statement:
+                    _rollback(conn)
                 raise
 
+    def one(self, name: str, **params) -> dict | None:
+        """The first row of one named statement, run as its own transaction in one round trip
+        (each operation of ours is one SQL function call); retried as run() retries."""
+        found = self.rows(name, **params)
+        return found[0] if found else None
+
+    def rows(self, name: str, **params) -> list[dict]:
+        return self.run(lambda tx: tx.rows(name, **params), single_statement=True)
+
     def run(self, work: Callable[[Transaction], T], *, retry_on: frozenset[str] = RETRY_CONFLICTS,
-            attempts: int = 30) -> T:
+            attempts: int = 30, single_statement: bool = False) -> T:
         """Runs work in a transaction, from the start again (fresh snapshot) when PostgreSQL
         reports one of retry_on, or the connection dropped. Work must be safe to repeat."""
         lost = 0
         for attempt in range(1, attempts + 1):
             try:
-                with self.transaction() as tx:
+                with self.transaction(single_statement=single_statement) as tx:
                     return work(tx)
             except SqlError as error:
                 if error.sqlstate not in retry_on or attempt == attempts:

@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _trace: contextvars.ContextVar[str] = contextvars.ContextVar("trace", default="")
 _logger = logging.getLogger("meeting_links")
@@ -27,7 +27,7 @@ class CloudLoggingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {"severity": _SEVERITY.get(record.levelno, "DEFAULT"), "message": record.getMessage(),
-                 "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")}
+                 "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")}
         if record.name != _logger.name:
             entry["logger"] = record.name
         trace = _trace.get()

@@ -42,7 +42,7 @@ def migrate(settings: Settings, directory: Path | None = None, echo=print) -> li
         raise MigrationError(f"the database cannot be reached ({exc})") from exc
     applied_now = []
     try:
-        conn.execute_simple("SELECT pg_advisory_lock(%d)" % _LOCK_KEY)
+        conn.execute_simple(f"SELECT pg_advisory_lock({_LOCK_KEY})")
         conn.execute_simple(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " name text PRIMARY KEY, checksum text NOT NULL,"
@@ -80,6 +80,6 @@ def migrate(settings: Settings, directory: Path | None = None, echo=print) -> li
         return applied_now
     finally:
         try:
-            conn.execute_simple("SELECT pg_advisory_unlock(%d)" % _LOCK_KEY)
+            conn.execute_simple(f"SELECT pg_advisory_unlock({_LOCK_KEY})")
         finally:
             conn.close()

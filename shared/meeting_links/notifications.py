@@ -10,9 +10,9 @@ from the status API. receive() is the whole flow for a notification Midtrans sen
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Callable
 
 from . import allocation, logs, midtrans_api, payments, signature
 from .config import Settings
@@ -34,7 +34,7 @@ class Notification:
     source: str = NOTIFICATION
 
     @classmethod
-    def from_body(cls, body: dict, source: str = NOTIFICATION) -> "Notification":
+    def from_body(cls, body: dict, source: str = NOTIFICATION) -> Notification:
         """The notification in body; one from Midtrans's notification engine must have its
         signed fields in Midtrans's formats (MalformedNotification, logged, if not)."""
         def text(name, required):
@@ -63,7 +63,7 @@ class Notification:
                 raise MalformedNotification("notification refused: " + "; ".join(problems))
         return n
 
-    def as_reported_by(self, status: dict) -> "Notification":
+    def as_reported_by(self, status: dict) -> Notification:
         """This notification with what Midtrans's GET Status API reports instead."""
         amount = status.get("gross_amount")
         return replace(self, transaction_status=str(status.get("transaction_status") or ""),
@@ -128,7 +128,7 @@ def _record(tx: Transaction, n: Notification) -> Recorded:
 
 
 def record(db: Database, n: Notification) -> Recorded:
-    recorded = db.run(lambda tx: _record(tx, n))
+    recorded = db.run(lambda tx: _record(tx, n), single_statement=True)
     fields = dict(order_id=n.order_id, booking_id=recorded.booking_id,
                   transaction_status=n.transaction_status, fraud_status=n.fraud_status,
                   outcome=recorded.outcome, payment_status=recorded.payment_status, source=n.source)

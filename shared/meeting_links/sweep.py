@@ -9,8 +9,14 @@ from dataclasses import dataclass
 from . import allocation, logs, midtrans_api, payments
 from .config import Settings
 from .db import Database
-from .errors import (AmountMismatch, BadRequest, BookingNotPaid, PaymentGatewayUnavailable,
-                     PaymentNotFound, PoolExhausted)
+from .errors import (
+    AmountMismatch,
+    BadRequest,
+    BookingNotPaid,
+    PaymentGatewayUnavailable,
+    PaymentNotFound,
+    PoolExhausted,
+)
 from .notifications import STATUS_API, Notification, process
 
 
@@ -49,9 +55,9 @@ def check_open_payments(db: Database, settings: Settings, deadline: float) -> tu
     and leaves the rest as they are. Returns (asked, recorded)."""
     if not settings.midtrans_server_key or not settings.reconcile_max_calls:
         return 0, 0
-    open_payments = db.run(lambda tx: tx.rows(
+    open_payments = db.rows(
         "payments_to_check", after_minutes=settings.reconcile_after_minutes,
-        window_hours=settings.reconcile_window_hours, max_calls=settings.reconcile_max_calls))
+        window_hours=settings.reconcile_window_hours, max_calls=settings.reconcile_max_calls)
     asked = recorded = 0
     for row in open_payments:
         if time.monotonic() > deadline:
@@ -64,7 +70,7 @@ def check_open_payments(db: Database, settings: Settings, deadline: float) -> tu
             logs.warning("Midtrans status API failed; open payments are checked next sweep", detail=str(exc))
             break
         asked += 1
-        db.run(lambda tx, booking_id=str(row["id"]): tx.rows("mark_payment_checked", booking_id=booking_id))
+        db.rows("mark_payment_checked", booking_id=str(row["id"]))
         if status is None:
             continue
         try:

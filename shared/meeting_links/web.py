@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from . import logs
 from .config import settings
-from .errors import (AmountMismatch, BadRequest, BookingNotFound, BookingNotPaid, ConfigurationError,
-                     MeetingLinksError, MethodNotAllowed, PayloadTooLarge, PoolExhausted,
-                     TransientError, Unauthorized)
+from .errors import (
+    AmountMismatch,
+    BadRequest,
+    BookingNotFound,
+    BookingNotPaid,
+    ConfigurationError,
+    MeetingLinksError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    PoolExhausted,
+    TransientError,
+    Unauthorized,
+)
 
 MAX_BODY_BYTES = 64 * 1024
 # Deeper than any notification or request we serve; deep enough nesting would otherwise
