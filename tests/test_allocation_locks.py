@@ -101,3 +101,27 @@ def test_a_race_lost_to_a_writer_without_bucket_locks_is_settled_inside_the_stat
         psql.close()
         allocator.close()
     assert answer == [[["assigned", second]]]
+
+
+def test_the_busy_link_scan_uses_the_constraint_index_even_with_stale_statistics(conn, set_links):
+    """Statistics taken while no booking held a link must not turn the busy-link lookup into a
+    scan of every link-holding booking: the lookup by range goes through the exclusion
+    constraint's GiST index, whatever ANALYZE last saw (checked with a generic plan, which is
+    what a plpgsql function settles on)."""
+    links = set_links(40)
+    conn.run("INSERT INTO bookings (user_id, expert_id, session_type, scheduled_date, scheduled_time, duration,"
+             " price, payment_status, status, order_id) SELECT 'u', 'e', 'K', date '2031-01-01' + i / 48,"
+             " make_time((i % 48) / 2, (i % 2) * 30, 0), 30, 1, 'paid', 'confirmed', 'S-' || i"
+             " FROM generate_series(0, 19999) i")
+    conn.run("ANALYZE bookings")  # no booking holds a link yet
+    conn.run("UPDATE bookings SET meeting_link_id = CAST(:l AS uuid) WHERE order_id LIKE 'S-%'", l=links[0])
+    conn.run("SET plan_cache_mode = force_generic_plan")
+    try:
+        conn.run("PREPARE busy(tstzrange) AS SELECT o.meeting_link_id FROM bookings o"
+                 " WHERE o.link_hold && $1 AND o.meeting_link_id IS NOT NULL")
+        plan = "\n".join(r[0] for r in conn.run(
+            "EXPLAIN EXECUTE busy(tstzrange('2031-02-01 10:00+07', '2031-02-01 11:00+07'))"))
+        conn.run("DEALLOCATE busy")
+    finally:
+        conn.run("RESET plan_cache_mode")
+    assert "bookings_no_overlapping_link_use" in plan and "Seq Scan" not in plan, plan
