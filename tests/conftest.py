@@ -43,7 +43,7 @@ def conn(database_url):
     c = connect(database_url)
     # The notification log refuses TRUNCATE by trigger; replica mode skips triggers, for tests only.
     c.run("SET session_replication_role = replica")
-    c.run("TRUNCATE payment_notifications, bookings")
+    c.run("TRUNCATE payment_notifications, meet_space_requests, meet_orphaned_spaces, bookings, meeting_links_pool")
     c.run("SET session_replication_role = DEFAULT")
     c.run("UPDATE sweep_progress SET resume_after_paid_at = NULL, resume_after_id = NULL")
     c.run("DELETE FROM meeting_links_pool")

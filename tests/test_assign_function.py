@@ -21,7 +21,7 @@ def test_assigns_a_link_and_answers_the_seed_shape(conn, assign_server):
     r = assign_server.post({"bookingId": b["id"]}, headers=AUTH)
     assert r.status_code == 200
     assert r.json() == {"success": True, "meetingLink": "https://meet.google.com/kcw-ebey-pqu",
-                        "meetingLinkId": booking(conn, b["id"])["link_id"]}
+                        "meetingLinkId": booking(conn, b["id"])["link_id"], "source": "pool"}
     again = assign_server.post({"bookingId": b["id"]}, headers=AUTH)
     assert again.status_code == 200 and again.json()["alreadyAssigned"] is True
     assert again.json()["meetingLinkId"] == r.json()["meetingLinkId"]

@@ -1,9 +1,9 @@
-"""assign_meeting_link: POST {"bookingId": "<uuid>"} gives that paid booking a free link
-from the pool; POST {"sweep": true} does so for every paid booking still without one.
+"""assign_meeting_link: POST {"bookingId": "<uuid>"} gives that paid booking a link (from the
+pool or a private Meet space, as LINK_SOURCE says); POST {"sweep": true} does so for every paid booking still without one.
 Private: see meeting_links.internal_auth."""
 import functions_framework
 
-from meeting_links import allocation, sweep, web
+from meeting_links import spaces, sweep, web
 from meeting_links.config import settings
 from meeting_links.db import database
 from meeting_links.internal_auth import authenticate_caller
@@ -21,4 +21,4 @@ def _assign(request):
     body = web.json_object(request)
     if body.get("sweep") is True:
         return sweep.run(database(config), config).answer(), 200
-    return allocation.assign(database(config), web.uuid_field(body, "bookingId")).answer(), 200
+    return spaces.give_link(database(config), config, web.uuid_field(body, "bookingId")).answer(), 200

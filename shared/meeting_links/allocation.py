@@ -44,28 +44,41 @@ class Assignment:
     link_id: str
     meeting_link: str
     already_assigned: bool
+    source: str = "pool"  # "meet": a private space created for this booking
 
     def answer(self) -> dict:
         """assign_meeting_link's JSON answer (see docs/openapi.json)."""
-        answer = {"success": True, "meetingLink": self.meeting_link, "meetingLinkId": self.link_id}
+        answer = {"success": True, "meetingLink": self.meeting_link, "meetingLinkId": self.link_id,
+                  "source": self.source}
         if self.already_assigned:
             answer["alreadyAssigned"] = True
         return answer
 
 
-def assign(db: Database, booking_id: str) -> Assignment:
-    """Gives the booking the first free link for its range, or returns the one it holds.
+def report_exhausted(exhausted: PoolExhausted) -> None:
+    """The ERROR line support is alerted by, once per booking that starts waiting."""
+    if exhausted.newly_flagged:
+        logs.error("meeting link pool exhausted: booking needs manual assignment",
+                   booking_id=exhausted.booking_id, order_id=exhausted.order_id,
+                   starts_at=exhausted.starts_at.isoformat(), ends_at=exhausted.ends_at.isoformat())
+
+
+def assign(db: Database, booking_id: str, *, report: bool = True) -> Assignment:
+    """Gives the booking the first free link of the shared pool for its range, or returns the
+    link (or private space) it holds.
 
     One statement (assign_link_v1). Raises BookingNotFound, BookingNotPaid (BookingCancelled
     when support cancelled it), or PoolExhausted (after marking the booking as waiting for
-    manual assignment, committed).
+    manual assignment, committed; logged unless report is False, for a caller that will try
+    a Meet space first).
     """
     row = db.one("assign_link", booking_id=booking_id)
     outcome = Outcome(row["outcome"])
     if outcome in (Outcome.ASSIGNED, Outcome.ALREADY_ASSIGNED):
         if outcome is Outcome.ASSIGNED:
             logs.info("meeting link assigned", booking_id=booking_id, meeting_link_id=row["link_id"])
-        return Assignment(booking_id, row["link_id"], row["meeting_link"], outcome is Outcome.ALREADY_ASSIGNED)
+        return Assignment(booking_id, row["link_id"], row["meeting_link"], outcome is Outcome.ALREADY_ASSIGNED,
+                          "meet" if row["private_space"] else "pool")
     if outcome is Outcome.NOT_FOUND:
         raise BookingNotFound(f"booking {booking_id} not found")
     if outcome is Outcome.CANCELLED:
@@ -76,11 +89,10 @@ def assign(db: Database, booking_id: str) -> Assignment:
         raise BookingNotPaid(
             f"booking {booking_id} is not paid and confirmed "
             f"(payment_status={row['payment_status']}, status={row['status']})")
-    if row["newly_flagged"]:
-        logs.error("meeting link pool exhausted: booking needs manual assignment",
-                   booking_id=booking_id, order_id=row["order_id"],
-                   starts_at=row["starts_at"].isoformat(), ends_at=row["ends_at"].isoformat())
-    raise PoolExhausted(booking_id, row["starts_at"], row["ends_at"])
+    exhausted = PoolExhausted(booking_id, row["starts_at"], row["ends_at"], row["newly_flagged"], row["order_id"])
+    if report:
+        report_exhausted(exhausted)
+    raise exhausted
 
 
 @dataclass(frozen=True)
@@ -92,7 +104,7 @@ class SweepResult:
 
 
 def _serve(db: Database, hold: Hold | None, after: tuple, until: tuple | None,
-           deadline: float) -> SweepResult:
+           deadline: float, give=assign) -> SweepResult:
     """Tries every waiting booking after the keyset position `after` (up to `until`),
     overlapping `hold` if given, page by page, until none is left or the deadline passes."""
     assigned = still_waiting = 0
@@ -107,7 +119,7 @@ def _serve(db: Database, hold: Hold | None, after: tuple, until: tuple | None,
                 return SweepResult(assigned, still_waiting, False, last)
             last = after = (row["paid_at"], str(row["id"]))
             try:
-                if not assign(db, str(row["id"])).already_assigned:
+                if not give(db, str(row["id"])).already_assigned:
                     assigned += 1
             except PoolExhausted:
                 still_waiting += 1
@@ -129,21 +141,21 @@ def hand_over(db: Database, hold: Hold | None = None, *, budget_s: float) -> Swe
     return result
 
 
-def sweep_waiting(db: Database, *, budget_s: float) -> SweepResult:
-    """Tries every waiting booking within the time budget. A sweep that runs out of time
-    records where it stopped and the next one goes on from there (then wraps around), so
-    bookings behind a long queue of ones that cannot be placed are still reached."""
+def sweep_waiting(db: Database, *, budget_s: float, give=assign) -> SweepResult:
+    """Tries every waiting booking within the time budget, with give(db, booking_id) (the
+    pool, or the link source configured). A sweep that runs out of time records where it
+    stopped and the next one goes on from there (then wraps around), so bookings behind a
+    long queue of ones that cannot be placed are still reached."""
     deadline = time.monotonic() + budget_s
     point = db.one("sweep_resume_point")
     resume = (point["paid_at"], str(point["id"])) if point and point["paid_at"] else None
-    result = _serve(db, None, resume or _START, None, deadline)
+    result = _serve(db, None, resume or _START, None, deadline, give)
     if result.complete and resume:
-        wrapped = _serve(db, None, _START, resume, deadline)
+        wrapped = _serve(db, None, _START, resume, deadline, give)
         result = SweepResult(result.assigned + wrapped.assigned, result.waiting + wrapped.waiting,
                              wrapped.complete, wrapped.last)
     stop = None if result.complete else (result.last or resume)
-    db.rows("set_sweep_resume_point", paid_at=stop and stop[0],
-                              booking_id=stop and stop[1])
+    db.rows("set_sweep_resume_point", paid_at=stop and stop[0], booking_id=stop and stop[1])
     logs.info("sweep of waiting bookings", assigned=result.assigned, still_waiting=result.waiting,
               complete=result.complete)
     return result

@@ -14,6 +14,10 @@ from .errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 MIDTRANS_SANDBOX_API = "https://api.sandbox.midtrans.com"
+MEET_API = "https://meet.googleapis.com"
+LINK_SOURCES = ("pool", "pool_then_meet", "meet_then_pool")
+MEET_ACCESS_TYPES = ("OPEN", "TRUSTED", "RESTRICTED")
+MEET_ENTRY_POINTS = ("ALL", "CREATOR_APP_ONLY")
 MIDTRANS_PRODUCTION_API = "https://api.midtrans.com"
 
 
@@ -50,6 +54,16 @@ class Settings:
     reconcile_after_minutes: int = 15
     reconcile_window_hours: int = 24
     reconcile_max_calls: int = 50
+
+    link_source: str = "pool"
+    meet_api_base_url: str = MEET_API
+    meet_credentials: str = ""
+    meet_impersonate_user: str = ""
+    meet_access_type: str = "TRUSTED"
+    meet_entry_point_access: str = "ALL"
+    meet_api_timeout_s: float = 1.5
+    meet_space_lease_s: int = 30
+    meet_end_grace_minutes: int = 15
 
     google_cloud_project: str = ""
     running_on_cloud_run: bool = False
@@ -94,6 +108,14 @@ def _secret(env: Mapping[str, str], name: str) -> str:
     return env.get(name, "").strip()
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...], upper=False) -> str:
+    raw = env.get(name, "").strip()
+    value = (raw.upper() if upper else raw.lower()) if raw else default
+    if value not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
 def from_environment(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     d = Settings()
@@ -128,6 +150,17 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_after_minutes=_number(env, "RECONCILE_AFTER_MINUTES", d.reconcile_after_minutes),
         reconcile_window_hours=_number(env, "RECONCILE_WINDOW_HOURS", d.reconcile_window_hours, minimum=1),
         reconcile_max_calls=_number(env, "RECONCILE_MAX_CALLS", d.reconcile_max_calls),
+        link_source=_choice(env, "LINK_SOURCE", d.link_source, LINK_SOURCES),
+        meet_api_base_url=env.get("MEET_API_BASE_URL", "").strip() or d.meet_api_base_url,
+        # A path, or the JSON itself (Secret Manager hands the JSON over as the value).
+        meet_credentials=_secret(env, "MEET_CREDENTIALS"),
+        meet_impersonate_user=env.get("MEET_IMPERSONATE_USER", "").strip(),
+        meet_access_type=_choice(env, "MEET_ACCESS_TYPE", d.meet_access_type, MEET_ACCESS_TYPES, upper=True),
+        meet_entry_point_access=_choice(env, "MEET_ENTRY_POINT_ACCESS", d.meet_entry_point_access,
+                                        MEET_ENTRY_POINTS, upper=True),
+        meet_api_timeout_s=_number(env, "MEET_API_TIMEOUT_S", d.meet_api_timeout_s, float, 0.1),
+        meet_space_lease_s=_number(env, "MEET_SPACE_LEASE_S", d.meet_space_lease_s, minimum=5),
+        meet_end_grace_minutes=_number(env, "MEET_END_GRACE_MINUTES", d.meet_end_grace_minutes),
         google_cloud_project=env.get("GOOGLE_CLOUD_PROJECT", "").strip(),
         # Cloud Run (and so Cloud Functions 2nd gen) sets K_SERVICE in every instance.
         running_on_cloud_run=bool(env.get("K_SERVICE", "").strip()),

@@ -49,9 +49,11 @@ class BookingCancelled(BookingNotPaid):
 class PoolExhausted(MeetingLinksError):
     """Every enabled link is busy for the booking's range; a person must step in."""
 
-    def __init__(self, booking_id: str, starts_at, ends_at):
+    def __init__(self, booking_id: str, starts_at, ends_at, newly_flagged: bool = False,
+                 order_id: str | None = None):
         super().__init__("No available meeting links at this time. Please contact support.")
         self.booking_id, self.starts_at, self.ends_at = booking_id, starts_at, ends_at
+        self.newly_flagged, self.order_id = newly_flagged, order_id
 
 
 class LinkNotFound(MeetingLinksError):
@@ -76,6 +78,14 @@ class DatabaseUnavailable(TransientError):
 
 class AssignUnavailable(TransientError):
     """The assign_meeting_link function could not be reached or failed."""
+
+
+class MeetUnavailable(TransientError):
+    """The Meet API could not be reached, was too slow, rate-limited us (429) or failed (5xx)."""
+
+
+class MeetCredentialsError(ConfigurationError):
+    """MEET_CREDENTIALS are missing, malformed, or refused by Google."""
 
 
 class PaymentGatewayUnavailable(TransientError):

@@ -159,6 +159,7 @@ class Processed:
     recorded: Recorded
     meeting_link: str | None = None
     requires_manual_assignment: bool = False
+    source: str | None = None  # "pool" | "meet", when this notification's call gave a link
 
     def answer(self) -> dict:
         """The webhook's JSON answer (see docs/openapi.json)."""
@@ -169,6 +170,8 @@ class Processed:
                   "paymentStatus": r.payment_status, "status": r.status}
         if self.meeting_link or r.needs_link:
             answer["meetingLink"] = self.meeting_link
+        if self.source:
+            answer["source"] = self.source
         if r.needs_link:
             answer["requiresManualAssignment"] = self.requires_manual_assignment
         return answer
@@ -194,7 +197,8 @@ def process(db: Database, settings: Settings, n: Notification,
     if not recorded.needs_link:
         return Processed(recorded, recorded.meeting_link)
     answer = request_link(recorded.booking_id, n.order_id)
-    return Processed(recorded, answer.get("meetingLink"), bool(answer.get("requiresManualAssignment")))
+    return Processed(recorded, answer.get("meetingLink"), bool(answer.get("requiresManualAssignment")),
+                     answer.get("source"))
 
 
 def receive(db: Database, settings: Settings, body: dict,

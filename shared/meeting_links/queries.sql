@@ -6,8 +6,37 @@
 SELECT a.outcome, a.link_id::text AS link_id, a.meeting_link, a.order_id, a.payment_status, a.status,
        a.newly_flagged, a.cancelled_by_admin_at,
        CASE WHEN a.outcome = 'exhausted' THEN a.starts_at END AS starts_at,
-       CASE WHEN a.outcome = 'exhausted' THEN a.ends_at END AS ends_at
+       CASE WHEN a.outcome = 'exhausted' THEN a.ends_at END AS ends_at,
+       EXISTS (SELECT 1 FROM meeting_links_pool l WHERE l.id = a.link_id AND l.dedicated_to IS NOT NULL)
+           AS private_space
 FROM assign_link_v1(CAST(:booking_id AS uuid)) a
+
+-- name: claim_space
+SELECT c.outcome, c.link_id::text AS link_id, c.meeting_link
+FROM claim_space_v1(CAST(:booking_id AS uuid), CAST(:lease_seconds AS integer)) c
+
+-- name: attach_space
+SELECT a.outcome, a.link_id::text AS link_id, a.meeting_link
+FROM attach_space_v1(CAST(:booking_id AS uuid), :space_name, :meeting_uri, :meeting_code) a
+
+-- name: fail_space
+SELECT fail_space_v1(CAST(:booking_id AS uuid), :error)
+
+-- name: space_request
+SELECT state, attempts, last_error FROM meet_space_requests WHERE booking_id = CAST(:booking_id AS uuid)
+
+-- name: private_spaces
+-- Per-booking spaces and their state, newest first; then spaces no booking can use.
+SELECT l.space_name, l.meeting_link, b.id AS booking_id, b.order_id, b.starts_at, b.ends_at,
+       l.created_at,
+       CASE WHEN b.meeting_link_id = l.id AND b.call_ended_at IS NOT NULL THEN 'ended'
+            WHEN b.meeting_link_id = l.id THEN 'held'
+            ELSE 'released' END AS state
+FROM meeting_links_pool l JOIN bookings b ON b.id = l.dedicated_to
+UNION ALL
+SELECT o.space_name, o.meeting_uri, o.booking_id, b.order_id, b.starts_at, b.ends_at, o.created_at, 'orphaned'
+FROM meet_orphaned_spaces o LEFT JOIN bookings b ON b.id = o.booking_id
+ORDER BY created_at DESC
 
 -- name: waiting_bookings_page
 -- Paid bookings without a link whose session has not ended, oldest payment first, one
@@ -81,7 +110,7 @@ ORDER BY lower(b.link_hold)
 SELECT l.id, l.meeting_link, l.is_available, l.notes,
        EXISTS (SELECT 1 FROM bookings b WHERE b.meeting_link_id = l.id
                AND b.link_hold @> now()) AS in_use_now
-FROM meeting_links_pool l ORDER BY l.created_at, l.id
+FROM meeting_links_pool l WHERE l.dedicated_to IS NULL ORDER BY l.created_at, l.id
 
 -- name: link_usage
 -- The seed's "link usage statistics", with the upcoming count in absolute time.
@@ -90,6 +119,7 @@ SELECT ml.id, ml.meeting_link, ml.notes, ml.is_available,
        COUNT(b.id) FILTER (WHERE b.ends_at > now()) AS upcoming_bookings
 FROM meeting_links_pool ml
 LEFT JOIN bookings b ON b.meeting_link_id = ml.id AND b.payment_status = 'paid'
+WHERE ml.dedicated_to IS NULL
 GROUP BY ml.id, ml.meeting_link, ml.notes, ml.is_available
 ORDER BY total_bookings DESC, ml.created_at
 
@@ -104,7 +134,7 @@ ORDER BY paid_at, id
 -- name: free_links_for_slot
 SELECT l.id, l.meeting_link
 FROM meeting_links_pool l
-WHERE l.is_available
+WHERE l.is_available AND l.dedicated_to IS NULL
   AND l.id NOT IN (SELECT b.meeting_link_id FROM bookings b
                    WHERE b.meeting_link_id IS NOT NULL
                      AND b.link_hold && session_link_hold(CAST(:on_date AS date), CAST(:at_time AS time),
@@ -143,10 +173,27 @@ load AS (
                                  ROWS UNBOUNDED PRECEDING) AS concurrent
     FROM events)
 SELECT days.day, COALESCE(max(load.concurrent), 0)::integer AS peak,
-       (SELECT count(*) FROM meeting_links_pool WHERE is_available)::integer AS pool_size,
+       (SELECT count(*) FROM meeting_links_pool WHERE is_available AND dedicated_to IS NULL)::integer AS pool_size,
        (SELECT count(*) FROM events e WHERE e.day = days.day AND e.delta = 1)::integer AS sessions
 FROM days LEFT JOIN load ON load.day = days.day
 GROUP BY days.day ORDER BY days.day
 
 -- name: now
 SELECT now() AS now
+
+-- name: calls_to_end
+-- Sessions on a link created through the Meet API that ended more than the grace period ago
+-- (within the last week) and whose call was not ended yet. next_session_running: another
+-- booking holds the same link now, so its call is someone else's and must not be ended.
+SELECT b.id, l.space_name,
+       EXISTS (SELECT 1 FROM bookings o WHERE o.meeting_link_id = l.id AND o.id <> b.id
+               AND o.link_hold && tstzrange(now(), now() + interval '5 minutes')) AS next_session_running
+FROM bookings b JOIN meeting_links_pool l ON l.id = b.meeting_link_id
+WHERE b.call_ended_at IS NULL AND b.meeting_link_id IS NOT NULL AND l.space_name IS NOT NULL
+  AND b.ends_at < now() - make_interval(mins => CAST(:grace_minutes AS integer))
+  AND b.ends_at > now() - interval '7 days'
+ORDER BY b.ends_at
+LIMIT 100
+
+-- name: mark_call_ended
+UPDATE bookings SET call_ended_at = now(), call_end_outcome = :outcome WHERE id = CAST(:booking_id AS uuid)

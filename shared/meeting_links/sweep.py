@@ -1,12 +1,12 @@
 """The sweep (POST {"sweep": true}, every 10 minutes once deployed) catches up on whatever
 was left behind: payments whose notification never arrived, then paid bookings still
-without a link. Everything it does is safe beside live traffic and safe to repeat."""
+without a link; then it ends the Meet calls of sessions that are over. Everything it does is safe beside live traffic and safe to repeat."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from . import allocation, logs, midtrans_api, payments
+from . import allocation, logs, midtrans_api, payments, spaces
 from .config import Settings
 from .db import Database
 from .errors import (
@@ -27,19 +27,20 @@ class Swept:
     complete: bool
     payments_checked: int
     payments_recorded: int
+    calls_ended: int = 0
 
     def answer(self) -> dict:
         """assign_meeting_link's JSON answer to {"sweep": true}."""
         return {"success": True, "assigned": self.assigned, "waiting": self.waiting,
                 "complete": self.complete, "paymentsChecked": self.payments_checked,
-                "paymentsRecorded": self.payments_recorded}
+                "paymentsRecorded": self.payments_recorded, "callsEnded": self.calls_ended}
 
 
-def _assign_here(db: Database):
+def _assign_here(db: Database, settings: Settings):
     """The sweep runs inside assign_meeting_link: it assigns directly, not over HTTP."""
     def request_link(booking_id: str, order_id: str) -> dict:
         try:
-            return {"meetingLink": allocation.assign(db, booking_id).meeting_link}
+            return spaces.give_link(db, settings, booking_id).answer()
         except PoolExhausted:
             return {"requiresManualAssignment": True}
         except BookingNotPaid:
@@ -82,7 +83,7 @@ def check_open_payments(db: Database, settings: Settings, deadline: float) -> tu
         if target is None or target.payment_status == row["payment_status"]:
             continue  # nothing new: no log row every sweep for a payment still pending
         try:
-            process(db, settings, n, _assign_here(db))
+            process(db, settings, n, _assign_here(db, settings))
         except AmountMismatch:
             continue  # recorded as rejected and logged
         recorded += 1
@@ -92,7 +93,9 @@ def check_open_payments(db: Database, settings: Settings, deadline: float) -> tu
 def run(db: Database, settings: Settings) -> Swept:
     deadline = time.monotonic() + settings.sweep_time_budget_s
     asked, recorded = check_open_payments(db, settings, deadline)
-    waiting = allocation.sweep_waiting(db, budget_s=max(0.0, deadline - time.monotonic()))
+    waiting = allocation.sweep_waiting(db, budget_s=max(0.0, deadline - time.monotonic()),
+                                       give=lambda db, booking_id: spaces.give_link(db, settings, booking_id))
     if asked:
         logs.info("open payments checked with Midtrans", asked=asked, recorded=recorded)
-    return Swept(waiting.assigned, waiting.waiting, waiting.complete, asked, recorded)
+    ended = spaces.end_finished_calls(db, settings, deadline)
+    return Swept(waiting.assigned, waiting.waiting, waiting.complete, asked, recorded, ended)
