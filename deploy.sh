@@ -58,6 +58,14 @@ ASSIGN_MAX_INSTANCES="${ASSIGN_MAX_INSTANCES:-5}"
 DB_POOL_SIZE="${DB_POOL_SIZE:-4}"
 DB_MAX_CONNECTIONS="${DB_MAX_CONNECTIONS:-100}"
 DB_RESERVED_CONNECTIONS="${DB_RESERVED_CONNECTIONS:-15}"
+# Private Meet spaces (README: "Private Meet spaces"): pool | pool_then_meet | meet_then_pool.
+LINK_SOURCE="${LINK_SOURCE:-pool}"
+# Secret holding MEET_CREDENTIALS (authorized-user JSON, or a service-account key used with
+# MEET_IMPERSONATE_USER); empty: no Meet credentials are deployed.
+MEET_CREDENTIALS_SECRET="${MEET_CREDENTIALS_SECRET:-}"
+MEET_IMPERSONATE_USER="${MEET_IMPERSONATE_USER:-}"
+MEET_ACCESS_TYPE="${MEET_ACCESS_TYPE:-TRUSTED}"
+MEET_ENTRY_POINT_ACCESS="${MEET_ENTRY_POINT_ACCESS:-ALL}"
 FUNCTION_TIMEOUT="${FUNCTION_TIMEOUT:-30s}"
 SWEEP_SCHEDULE="${SWEEP_SCHEDULE:-*/10 * * * *}"
 SWEEP_JOB="${SWEEP_JOB:-meeting-links-sweep}"
@@ -120,6 +128,12 @@ for sa in "$WEBHOOK_SA" "$ASSIGN_SA"; do
     run "${G[@]}" secrets add-iam-policy-binding "$MIDTRANS_SECRET" --member="serviceAccount:$sa" \
         --role=roles/secretmanager.secretAccessor
 done
+
+# Only the assign function (and its sweep) talks to the Meet API.
+if [ -n "$MEET_CREDENTIALS_SECRET" ]; then
+    run "${G[@]}" secrets add-iam-policy-binding "$MEET_CREDENTIALS_SECRET" --member="serviceAccount:$ASSIGN_SA" \
+        --role=roles/secretmanager.secretAccessor
+fi
 
 echo "== Migrations"
 if [ -n "$DEPLOY_DATABASE_URL" ]; then
@@ -195,10 +209,19 @@ DB_SECRET="DB_PASS=$DB_PASSWORD_SECRET:$SECRET_VERSION"
 MIDTRANS_ENV="MIDTRANS_IS_PRODUCTION=$MIDTRANS_IS_PRODUCTION"
 MIDTRANS_KEY_SECRET="MIDTRANS_SERVER_KEY=$MIDTRANS_SECRET:$SECRET_VERSION"
 
+MEET_ENV="LINK_SOURCE=$LINK_SOURCE,MEET_ACCESS_TYPE=$MEET_ACCESS_TYPE,MEET_ENTRY_POINT_ACCESS=$MEET_ENTRY_POINT_ACCESS"
+if [ -n "$MEET_IMPERSONATE_USER" ]; then
+    MEET_ENV="$MEET_ENV,MEET_IMPERSONATE_USER=$MEET_IMPERSONATE_USER"
+fi
+ASSIGN_SECRETS="$DB_SECRET,$MIDTRANS_KEY_SECRET"
+if [ -n "$MEET_CREDENTIALS_SECRET" ]; then
+    ASSIGN_SECRETS="$ASSIGN_SECRETS,MEET_CREDENTIALS=$MEET_CREDENTIALS_SECRET:$SECRET_VERSION"
+fi
+
 echo "== $ASSIGN_FUNCTION (private)"
 deploy_function "$ASSIGN_FUNCTION" assign_meeting_link "$ASSIGN_SA" "$ASSIGN_MAX_INSTANCES" \
-    --no-allow-unauthenticated "$COMMON_ENV,TRUST_CLOUD_RUN_IAM=true,$MIDTRANS_ENV" \
-    "$DB_SECRET,$MIDTRANS_KEY_SECRET"
+    --no-allow-unauthenticated "$COMMON_ENV,TRUST_CLOUD_RUN_IAM=true,$MIDTRANS_ENV,$MEET_ENV" \
+    "$ASSIGN_SECRETS"
 ASSIGN_URL="$(function_url "$ASSIGN_FUNCTION")"
 for invoker in "$WEBHOOK_SA" "$SCHEDULER_SA"; do
     run "${G[@]}" functions add-invoker-policy-binding "$ASSIGN_FUNCTION" --region="$REGION" \

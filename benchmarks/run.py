@@ -36,6 +36,7 @@ from meeting_links.local_stack import ensure_database
 from tests.support import INTERNAL_TOKEN, REPO, SERVER_KEY, FunctionServer, new_order_id, notification
 
 HERE = Path(__file__).resolve().parent
+SECTIONS = ["allocation", "contention", "end_to_end", "meet", "cold_start"]
 SLOTS_PER_YEAR = 365 * 48  # half-hour slots
 
 
@@ -447,7 +448,7 @@ def _per_request(before: dict, after: dict, requests_made: int) -> dict:
     return spent
 
 
-def _load(url, bodies, concurrency) -> dict:
+def _load(url, bodies, concurrency, keep=False) -> dict:
     work: queue.Queue = queue.Queue()
     for b in bodies:
         work.put(b)
@@ -474,8 +475,51 @@ def _load(url, bodies, concurrency) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
-    return {"rps": round(len(bodies) / wall, 1), "p50_ms": ms(percentile(latencies, 50)),
-            "p99_ms": ms(percentile(latencies, 99)), "errors": errors[0]}
+    out = {"rps": round(len(bodies) / wall, 1), "p50_ms": ms(percentile(latencies, 50)),
+           "p99_ms": ms(percentile(latencies, 99)), "errors": errors[0]}
+    if keep:
+        out["latencies"] = latencies
+    return out
+
+
+# --- (e) end to end with private Meet spaces -------------------------------------------------
+
+def meet_end_to_end(bench: Bench, concurrency: int, requests_made: int, rng, create_delay_s: float = 0.15) -> dict:
+    """LINK_SOURCE=meet_then_pool against the local fake Meet API answering spaces.create in
+    create_delay_s: what a notification costs when every booking gets its own space."""
+    from tests.fake_meet import FakeMeet
+    with FakeMeet(create_delay_s=create_delay_s) as meet:
+        env = {"DATABASE_URL": bench.url, "INTERNAL_API_TOKEN": INTERNAL_TOKEN, "DB_POOL_SIZE": "8",
+               "LINK_SOURCE": "meet_then_pool", "MEET_API_BASE_URL": meet.url,
+               "MEET_CREDENTIALS": meet.authorized_user()}
+        assign = FunctionServer("assign_meeting_link", env).start()
+        webhook = FunctionServer("midtrans_webhook", {**env, "MIDTRANS_SERVER_KEY": SERVER_KEY,
+                                                      "ASSIGN_MEETING_LINK_URL": assign.url}).start()
+        try:
+            orders = []
+            for _ in range(requests_made + 2 * concurrency):
+                day, minute = rng.randrange(0, 365), rng.randrange(0, 23 * 60, 30)
+                order_id = new_order_id("G")
+                bench.sql("INSERT INTO bookings (user_id, expert_id, session_type, scheduled_date, scheduled_time,"
+                          " duration, price, order_id) VALUES ('u','e','K', date '2036-01-01' + CAST($1 AS integer),"
+                          " make_time(CAST($2 AS integer), CAST($3 AS integer), 0), 30, 100000, $4)",
+                          day, minute // 60, minute % 60, order_id)
+                orders.append(order_id)
+            bodies = [notification(o) for o in orders]
+            _load(webhook.url, bodies[:2 * concurrency], concurrency)  # warm-up, token fetched
+            timed = _load(webhook.url, bodies[2 * concurrency:], concurrency, keep=True)
+        finally:
+            webhook.stop()
+            assign.stop()
+        spaces = bench.sql("SELECT count(*) FROM bookings b JOIN meeting_links_pool l ON l.id = b.meeting_link_id"
+                           " WHERE l.dedicated_to = b.id AND b.order_id = ANY(CAST($1 AS text[]))", orders)[0][0]
+        within = sum(t <= 5.0 for t in timed["latencies"])
+        result = {"concurrency": concurrency, "requests": len(timed["latencies"]), "create_delay_ms": create_delay_s * 1000,
+                  "rps": timed["rps"], "p50_ms": timed["p50_ms"], "p99_ms": timed["p99_ms"], "errors": timed["errors"],
+                  "within_5s_share": round(within / len(timed["latencies"]), 4), "private_spaces": spaces,
+                  "spaces_created": meet.calls["create"], "bookings": len(orders)}
+    print("meet end to end", result, flush=True)
+    return result
 
 
 # --- (d) cold start ------------------------------------------------------------------------------
@@ -557,7 +601,7 @@ def main(argv=None) -> int:
     p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/meeting_links_bench")
     p.add_argument("--quick", action="store_true", help="small sizes (to check the benchmark runs)")
     p.add_argument("--out", default=str(REPO / "docs" / "benchmarks"), help="report path without extension")
-    p.add_argument("--only", choices=["allocation", "contention", "end_to_end", "cold_start"], action="append",
+    p.add_argument("--only", choices=SECTIONS, action="append",
                    help="run only these sections (repeatable); the report then holds only them")
     p.add_argument("--delay-ms", type=float, default=0.5,
                    help="latency proxy delay per direction (default 0.5; 0 runs no proxied scenarios)")
@@ -619,7 +663,7 @@ def _run(bench: Bench, args, rng) -> int:
                "delay_ms": args.delay_ms if bench.proxy_url else 0,
                "round_trip": {("proxy" if m else "direct"): round_trip_ms(bench, m) for m in modes}}
     print("round trip", results["round_trip"], flush=True)
-    wanted = set(args.only or ["allocation", "contention", "end_to_end", "cold_start"])
+    wanted = set(args.only or SECTIONS)
     if "allocation" in wanted:
         results["allocation"] = allocation_latency(bench, sizes, pools, per_config, rng)
     if "contention" in wanted:
@@ -630,9 +674,11 @@ def _run(bench: Bench, args, rng) -> int:
         results["many_slots"] = [r for _ in range(repeats) for m in modes for r in many_slots(bench, [3, 64], m)]
     if "end_to_end" in wanted:
         results["end_to_end"] = [r for m in modes for r in end_to_end(bench, e2e_levels, e2e_n, rng, m)]
+    if "meet" in wanted:
+        results["meet"] = meet_end_to_end(bench, 8, 40 if args.quick else 400, rng)
     if "cold_start" in wanted:
         results["cold_start"] = cold_start(bench, max(5, repeats))
-    if wanted != {"allocation", "contention", "end_to_end", "cold_start"}:
+    if wanted != set(SECTIONS):
         print(json.dumps(results, indent=2, default=str))
         return 0
     from benchmarks.report import write

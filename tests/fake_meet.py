@@ -5,13 +5,15 @@ wanting a bearer token the token endpoint issued. On demand it answers 429 or 50
 slowly, or refuses the refresh token; it counts every call."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import secrets
 import threading
 import time
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
-from support import FakeServer
+from tests.support import FakeServer  # importable from the benchmarks too
 
 SCOPE = "https://www.googleapis.com/auth/meetings.space.created"
 
@@ -27,6 +29,8 @@ class FakeMeet:
         self.create_delay_s = create_delay_s
         self.refuse_refresh = False
         self.refresh_tokens = {"refresh-1"}
+        self.foreign_codes: set[str] = set()    # codes made by hand: the app's scope may not read them
+        self.authorizations: dict[str, str] = {}  # code -> PKCE challenge, from /auth
         self.server = FakeServer(self._handle)
         self.url = self.server.url
 
@@ -58,6 +62,11 @@ class FakeMeet:
     def _handle(self, method, path, headers, body):
         if path == "/token" and method == "POST":
             return self._token(body)
+        if path.startswith("/auth?") and method == "GET":
+            return self._authorize(path)
+        if path.startswith("/_fake/join?") and method == "POST":  # someone joins the space's call
+            self.start_call(parse_qs(path.split("?", 1)[1])["space"][0])
+            return 200, {}, None
         token = (headers.get("Authorization") or "").removeprefix("Bearer ")
         if token not in self.tokens:
             return _error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
@@ -73,11 +82,34 @@ class FakeMeet:
             return self._end(path.removeprefix("/v2/").removesuffix(":endActiveConference"))
         return _error(404, "NOT_FOUND", "no such method")
 
+    def _authorize(self, path):
+        """The consent screen, already agreed to: redirect back with a code bound to the challenge."""
+        query = {k: v[0] for k, v in parse_qs(path.split("?", 1)[1]).items()}
+        if query.get("scope") != SCOPE or query.get("code_challenge_method") != "S256":
+            return 400, {"error": "invalid_request"}, None
+        code = "4/" + secrets.token_urlsafe(12)
+        with self.lock:
+            self.authorizations[code] = query["code_challenge"]
+        location = f"{query['redirect_uri']}?{urlencode({'code': code, 'state': query['state'], 'scope': SCOPE})}"
+        return 302, b"", {"Location": location}
+
     def _token(self, body):
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
         with self.lock:
             self.calls["token"] += 1
         grant = form.get("grant_type")
+        if grant == "authorization_code":
+            with self.lock:
+                challenge = self.authorizations.pop(form.get("code", ""), None)
+            verifier = form.get("code_verifier", "").encode()
+            expected = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=").decode()
+            if challenge is None or challenge != expected:
+                return 400, {"error": "invalid_grant", "error_description": "Bad code or verifier."}, None
+            refresh = "refresh-" + secrets.token_urlsafe(8)
+            with self.lock:
+                self.refresh_tokens.add(refresh)
+            return 200, {"access_token": "ya29.x", "expires_in": 3599, "refresh_token": refresh,
+                         "scope": SCOPE, "token_type": "Bearer"}, None
         if grant == "refresh_token" and form.get("refresh_token") in self.refresh_tokens and not self.refuse_refresh:
             pass
         elif grant == "urn:ietf:params:oauth:grant-type:jwt-bearer" and form.get("assertion"):
@@ -102,6 +134,8 @@ class FakeMeet:
         return 200, space, None
 
     def _get(self, ref):
+        if ref.removeprefix("spaces/") in self.foreign_codes:
+            return _error(403, "PERMISSION_DENIED", "Permission denied on resource MeetingSpace")
         with self.lock:
             self.calls["get"] += 1
             space = self.spaces.get(ref) or next(
@@ -125,3 +159,15 @@ class FakeMeet:
 
 def _error(status: int, kind: str, message: str):
     return status, {"error": {"code": status, "message": message, "status": kind}}, None
+
+
+if __name__ == "__main__":  # a stand-in for Google on a port of your choice, for the local stack
+    import sys
+    with FakeMeet() as fake:
+        print(f"fake Google token endpoint and Meet API at {fake.url}", flush=True)
+        print(f"MEET_API_BASE_URL={fake.url}", flush=True)
+        print(f"MEET_CREDENTIALS='{fake.authorized_user()}'", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            sys.exit(0)

@@ -171,6 +171,8 @@ class FakeServer:
                                        "headers": dict(self.headers), "body": body})
                 status, payload, headers = handler(self.command, self.path, self.headers, body)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                if not isinstance(payload, bytes):
+                    headers = {"Content-Type": "application/json", **(headers or {})}
                 self.send_response(status)
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)

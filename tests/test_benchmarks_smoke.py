@@ -33,3 +33,7 @@ def test_quick_benchmark_writes_a_report(database_url, tmp_path):
     for section in ("contention", "many_slots", "end_to_end"):
         assert {r["proxy"] for r in data[section]} == {False, True}, section
     assert data["round_trip"]["proxy"]["p50_ms"] >= data["round_trip"]["direct"]["p50_ms"] + 0.8
+    # Every booking of the Meet scenario got its own space, each created once, all within 5 s.
+    meet = data["meet"]
+    assert meet["errors"] == 0 and meet["within_5s_share"] == 1.0
+    assert meet["private_spaces"] == meet["spaces_created"] == meet["bookings"]

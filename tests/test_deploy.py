@@ -95,6 +95,22 @@ def test_deploys_then_changes_nothing_the_second_time(gcloud, database_url, conn
     assert "is up to date" in again.stdout and "database is up to date" in again.stdout
 
 
+def test_meet_credentials_go_to_the_assign_function_only(gcloud, database_url):
+    result, calls = gcloud(DEPLOY_DATABASE_URL=database_url, LINK_SOURCE="meet_then_pool",
+                           MEET_CREDENTIALS_SECRET="meet-credentials", MEET_IMPERSONATE_USER="bookings@example.com",
+                           MEET_ACCESS_TYPE="OPEN")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assign, webhook = commands(calls, "functions", "deploy")
+    assert flag(assign, "set-secrets").endswith(",MEET_CREDENTIALS=meet-credentials:latest")
+    assert "MEET_CREDENTIALS" not in flag(webhook, "set-secrets")
+    env = flag(assign, "set-env-vars")
+    for setting in ("LINK_SOURCE=meet_then_pool", "MEET_ACCESS_TYPE=OPEN", "MEET_ENTRY_POINT_ACCESS=ALL",
+                    "MEET_IMPERSONATE_USER=bookings@example.com"):
+        assert setting in env
+    readers = [flag(c, "member") for c in commands(calls, "secrets", "add-iam-policy-binding") if "meet-credentials" in c]
+    assert readers == ["serviceAccount:meeting-links-assign@demo-project.iam.gserviceaccount.com"]
+
+
 def test_refuses_a_connection_budget_over_the_database_limit(gcloud):
     result, calls = gcloud("--dry-run", WEBHOOK_MAX_INSTANCES="30")
     assert result.returncode == 2 and "refusing to deploy" in result.stderr and calls == []

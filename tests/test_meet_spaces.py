@@ -250,3 +250,93 @@ def test_the_sweep_ends_calls_whose_session_is_over(conn, meet, meet_env, set_li
     assert shared in meet.active
     assert conn.run("SELECT call_end_outcome FROM bookings WHERE id = CAST(:b AS uuid)",
                     b=earlier["id"]) == [["next session running"]]
+
+
+def test_support_grows_the_pool_with_api_spaces_and_checks_every_link(conn, meet, admin, monkeypatch, set_links):
+    """`links create N` makes app-owned spaces and hands them to waiting bookings; `links check`
+    tells which links the API knows, which are gone, and which it cannot see; `spaces` lists
+    the private ones."""
+    set_links(0)
+    monkeypatch.setenv("MEET_API_BASE_URL", meet.url)
+    monkeypatch.setenv("MEET_CREDENTIALS", meet.authorized_user())
+    from meeting_links import meet_api
+    meet_api.reset()
+    waiting = paid(conn)
+    conn.run("UPDATE bookings SET needs_manual_link = true WHERE id = CAST(:b AS uuid)", b=waiting["id"])
+    created = admin.json("links", "create", "2")
+    assert len(created) == 2 and meet.calls["create"] == 2
+    assert created[0]["waiting_bookings_assigned"] == 1
+    assert booking(conn, waiting["id"])["meeting_link"] == created[0]["meeting_link"]
+    conn.run("INSERT INTO meeting_links_pool (meeting_link) VALUES ('https://meet.google.com/han-dmad-eee'),"
+             " ('https://meet.google.com/gon-egon-eee'), ('https://zoom.us/j/1')")
+    meet.foreign_codes.add("han-dmad-eee")
+    checked = {r["meeting_link"]: r["api_says"] for r in admin.json("links", "check")}
+    assert checked == {created[0]["meeting_link"]: "exists", created[1]["meeting_link"]: "exists",
+                       "https://meet.google.com/han-dmad-eee": "not ours",
+                       "https://meet.google.com/gon-egon-eee": "missing", "https://zoom.us/j/1": "not a Meet link"}
+    code, out, _ = admin("links", "check")
+    assert code == 0 and "2 the API cannot check" in out
+
+    # A private space, listed with its state.
+    monkeypatch.setenv("LINK_SOURCE", "meet_then_pool")
+    from meeting_links import config, spaces
+    from meeting_links.db import Database
+    settings = config.from_environment()
+    b = paid(conn, time="18:00")
+    database = Database(settings)
+    try:
+        spaces.give_link(database, settings, b["id"])
+    finally:
+        database.close()
+    listed = admin.json("spaces")
+    assert [(r["booking_id"], r["state"]) for r in listed] == [(b["id"], "held")]
+    meet_api.reset()
+
+
+def test_links_create_without_credentials_is_a_one_line_error(admin, monkeypatch):
+    monkeypatch.delenv("MEET_CREDENTIALS", raising=False)
+    from meeting_links import meet_api
+    meet_api.reset()
+    code, out, err = admin("links", "create", "1")
+    assert code == 2 and out == "" and err == "error: MEET_CREDENTIALS is not set\n"
+
+
+def test_meet_login_gets_a_refresh_token_that_then_creates_spaces(meet, tmp_path, app_env, conn, seed_links):
+    """The one-time sign-in: the printed URL goes to the consent screen (here the fake, which
+    agrees at once), the redirect comes back to our loopback server, the code and PKCE verifier
+    become a refresh token, and the file written is MEET_CREDENTIALS that works."""
+    import os
+    import re
+
+    import requests
+
+    from meeting_links import meet_api, meet_login
+    client_file = tmp_path / "client.json"
+    client_file.write_text(json.dumps({"installed": {
+        "client_id": "cid.apps.googleusercontent.com", "client_secret": "csecret",
+        "auth_uri": f"{meet.url}/auth", "token_uri": f"{meet.url}/token"}}))
+    out = tmp_path / "meet-credentials.json"
+    shown = []
+
+    def browser():
+        while not shown:
+            time.sleep(0.01)
+        url = re.search(r"(http://\S+/auth\?\S+)", shown[0]).group(1)
+        consent = requests.get(url, allow_redirects=False, timeout=5)
+        requests.get(consent.headers["Location"], timeout=5)
+    user = threading.Thread(target=browser)
+    user.start()
+    credentials = meet_login.login(str(client_file), str(out), show=shown.append, timeout_s=10)
+    user.join()
+    assert oct(os.stat(out).st_mode & 0o777) == "0o600"
+    assert json.loads(out.read_text()) == credentials and credentials["type"] == "authorized_user"
+    assert credentials["refresh_token"] in meet.refresh_tokens and credentials["token_uri"] == f"{meet.url}/token"
+
+    app_env(LINK_SOURCE="meet_then_pool", MEET_API_BASE_URL=meet.url, MEET_CREDENTIALS=str(out))
+    meet_api.reset()
+    try:
+        b = paid(conn)
+        answer = make_client("assign_meeting_link").post("/", json={"bookingId": b["id"]}, headers=AUTH).get_json()
+        assert answer["source"] == "meet"
+    finally:
+        meet_api.reset()

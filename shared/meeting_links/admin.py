@@ -5,12 +5,13 @@ calls these (arguments, tables) is cli.py."""
 from __future__ import annotations
 
 import re
+import time as clock
 from datetime import date, datetime, time
 
-from . import allocation
+from . import allocation, meet_api
 from .config import Settings
 from .db import Database
-from .errors import BadRequest, BookingCancelled, BookingNotFound, LinkNotFound
+from .errors import BadRequest, BookingCancelled, BookingNotFound, LinkNotFound, MeetUnavailable
 
 NEARLY_FULL = 0.8
 
@@ -109,6 +110,56 @@ def disable_link(db: Database, ref: str) -> dict:
     sessions = [{"booking_id": str(h["booking_id"]), "order_id": h["order_id"], "starts_at": h["starts_at"],
                  "ends_at": h["ends_at"]} for h in holds]
     return {**_link_row({**link, "is_available": False}), "upcoming_sessions": sessions}
+
+
+def create_links(db: Database, settings: Settings, count: int) -> tuple[list[dict], str | None]:
+    """Grows the pool with `count` spaces created through the Meet API (owned by the app, so
+    the sweep can end their calls), then hands them to waiting bookings. Stops at the first
+    failure: returns the links made and why it stopped (None when all were made).
+    MeetCredentialsError when the credentials are missing or refused."""
+    if not 1 <= count <= 50:
+        raise BadRequest("N must be between 1 and 50 (the Meet API creates at most 10 spaces a minute per user)")
+    client = meet_api.client(settings)
+    made, stopped = [], None
+    for _ in range(count):
+        try:
+            space = client.create_space(clock.monotonic() + max(settings.meet_api_timeout_s, 5.0))
+        except MeetUnavailable as exc:
+            stopped = f"{exc} after {len(made)} of {count}; run it again in a minute for the rest"
+            break
+        made.append(db.one("add_api_link", meeting_link=space.meeting_uri, space_name=space.name,
+                           meeting_code=space.meeting_code))
+    handed = allocation.hand_over(db, budget_s=settings.sweep_time_budget_s) if made else None
+    rows = [_link_row(link, handed) for link in made]
+    return rows, stopped
+
+
+def check_links(db: Database, settings: Settings) -> list[dict]:
+    """For each shared link: whether the Meet API still knows it ("exists", "missing"), or
+    why it cannot tell ("not ours": a code made by hand, which the app's scope cannot read;
+    "not a Meet link")."""
+    client = meet_api.client(settings)
+    rows = []
+    for link in db.rows("pool_links"):
+        ref = link["space_name"] or _meet_code(link["meeting_link"])
+        if ref is None:
+            result = "not a Meet link"
+        else:
+            result = client.lookup(ref, clock.monotonic() + max(settings.meet_api_timeout_s, 5.0))
+        rows.append({"id": str(link["id"]), "meeting_link": link["meeting_link"], "enabled": link["is_available"],
+                     "created_by_app": link["space_name"] is not None, "api_says": result})
+    return rows
+
+
+def _meet_code(url: str) -> str | None:
+    prefix = "https://meet.google.com/"
+    code = url[len(prefix):].split("?", 1)[0] if url.startswith(prefix) else ""
+    return code if code and "/" not in code else None
+
+
+def private_spaces(db: Database) -> list[dict]:
+    """Per-booking spaces with their state (held, ended, released, orphaned), newest first."""
+    return [{**r, "booking_id": r["booking_id"] and str(r["booking_id"])} for r in db.rows("private_spaces")]
 
 
 def link_usage(db: Database) -> list[dict]:

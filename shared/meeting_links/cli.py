@@ -19,7 +19,7 @@ import requests
 from . import admin, local_stack, migrations, signature
 from .config import from_environment
 from .db import Database
-from .errors import DatabaseUnavailable, MeetingLinksError
+from .errors import DatabaseUnavailable, MeetingLinksError, MeetUnavailable
 
 STATUS_CODES = {"settlement": "200", "capture": "200", "pending": "201", "authorize": "201",
                 "deny": "202", "cancel": "202", "expire": "202", "failure": "202",
@@ -93,11 +93,21 @@ def add_admin_commands(sub) -> None:
     for action in ("disable", "enable"):
         p = _json_option(links_sub.add_parser(action, help=f"{action} a link (by id or URL)"))
         p.add_argument("link")
+    create = _json_option(links_sub.add_parser(
+        "create", help="grow the pool with N spaces created through the Meet API (needs MEET_CREDENTIALS)"))
+    create.add_argument("count", type=int, metavar="N")
+    _json_option(links_sub.add_parser("check", help="ask the Meet API whether each pool link still exists"))
     _json_option(links_sub.add_parser("usage", help="bookings per link, total and upcoming"))
     free = _json_option(links_sub.add_parser("free", help="links free for a local date, time and duration"))
     free.add_argument("--date", required=True, help="YYYY-MM-DD, in the business time zone")
     free.add_argument("--time", required=True, help="HH:MM")
     free.add_argument("--duration", type=int, required=True, help="minutes")
+
+    spaces = sub.add_parser("spaces", help="private Meet spaces per booking, with their state")
+    spaces_sub = spaces.add_subparsers(dest="action")
+    spaces.set_defaults(action="list")
+    _json_option(spaces)
+    _json_option(spaces_sub.add_parser("list", help="(the default)"))
 
     bookings = sub.add_parser("bookings", help="waiting bookings, manual assignment, cancellation")
     bookings_sub = bookings.add_subparsers(dest="action", required=True)
@@ -131,6 +141,25 @@ def _disable(args, db, settings):
     return [row], title
 
 
+def _create(args, db, settings):
+    rows, stopped = admin.create_links(db, settings, args.count)
+    if stopped and not rows:
+        raise MeetUnavailable(stopped)
+    if stopped:
+        print(f"warning: stopped: {stopped}", file=sys.stderr)
+    return rows, f"{len(rows)} link(s) created through the Meet API"
+
+
+def _check(args, db, settings):
+    rows = admin.check_links(db, settings)
+    unchecked = sum(r["api_says"] not in ("exists", "missing") for r in rows)
+    missing = sum(r["api_says"] == "missing" for r in rows)
+    title = f"{len(rows)} links: {missing} missing, {unchecked} the API cannot check"
+    if unchecked:
+        title += " (made by hand, not by this app: open them in a browser to check)"
+    return rows, title
+
+
 def _waiting(args, db, settings):
     rows = admin.waiting(db, args.all)
     which = "" if args.all else " whose session has not ended"
@@ -150,7 +179,10 @@ ADMIN_COMMANDS = {
     ("links", "add"): lambda args, db, s: ([admin.add_link(db, s, args.url, args.notes)], "Link added"),
     ("links", "disable"): _disable,
     ("links", "enable"): lambda args, db, s: ([admin.enable_link(db, s, args.link)], "Link enabled"),
+    ("links", "create"): _create,
+    ("links", "check"): _check,
     ("links", "usage"): lambda args, db, s: (admin.link_usage(db), "Bookings per link"),
+    ("spaces", "list"): lambda args, db, s: (admin.private_spaces(db), "Private Meet spaces, newest first"),
     ("links", "free"): lambda args, db, s: (
         admin.free_links(db, args.date, args.time, args.duration),
         f"Links free on {args.date} at {args.time} for {args.duration} min"),
@@ -222,6 +254,13 @@ def parser() -> argparse.ArgumentParser:
     sign.add_argument("--transaction-id", default=None)
     sign.add_argument("--send", metavar="URL", default=None, help="POST it to this webhook URL")
 
+    login = sub.add_parser("meet-login", help="get the Meet owner account's refresh token once (opens a URL)")
+    login.add_argument("--client-secrets", required=True, metavar="FILE",
+                       help="the OAuth client JSON of a Desktop app client, from the Cloud console")
+    login.add_argument("--out", required=True, metavar="FILE",
+                       help="where to write the authorized-user JSON for MEET_CREDENTIALS (mode 0600)")
+    login.add_argument("--port", type=int, default=0, help="loopback port for the redirect (default: any)")
+
     add_admin_commands(sub)
     return p
 
@@ -237,6 +276,12 @@ def main(argv=None) -> int:
             return local_stack.run(args.webhook_port, args.assign_port)
         if args.command == "sign":
             return cmd_sign(args, settings)
+        if args.command == "meet-login":
+            from . import meet_login
+            meet_login.login(args.client_secrets, args.out, args.port, show=lambda m: print(m, file=sys.stderr))
+            print(f"wrote {args.out}; store it: gcloud secrets versions add MEET_SECRET --data-file={args.out}",
+                  file=sys.stderr)
+            return 0
         return run_admin(args, settings)
     except (MeetingLinksError, migrations.MigrationError) as exc:
         if isinstance(exc, DatabaseUnavailable):

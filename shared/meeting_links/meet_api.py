@@ -156,17 +156,26 @@ class MeetClient:
                                   f"{_error_message(response)})")
         return Space.from_json(response.json())
 
-    def get_space(self, name_or_code: str, deadline: float) -> Space | None:
-        """The space, or None when the API does not know it (404) or may not show it (403)."""
+    def lookup(self, name_or_code: str, deadline: float) -> str:
+        """"exists", "missing" (the API does not know it), or "not ours" (it exists or may exist,
+        but our scope reaches only spaces the app created: a code made by hand)."""
+        token = self._token(deadline)
+        remaining = deadline - time.monotonic()
         try:
-            response = self._call("GET", _space_path(name_or_code), deadline)
-        except MeetCredentialsError:
-            return None  # a space made by hand: our scope reaches only the app's own spaces
+            response = self._session.get(f"{self._base}/v2/{_space_path(name_or_code)}",
+                                         headers={"Authorization": f"Bearer {token}"},
+                                         timeout=(min(1.0, max(remaining, 0.01)), max(remaining, 0.01)))
+        except requests.RequestException as exc:
+            raise MeetUnavailable(f"Meet API unreachable ({type(exc).__name__})") from None
+        if response.status_code == 200:
+            return "exists"
         if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise MeetUnavailable(f"Meet API answered {response.status_code} reading {name_or_code}")
-        return Space.from_json(response.json())
+            return "missing"
+        if response.status_code == 403:
+            return "not ours"
+        if response.status_code == 401:
+            raise MeetCredentialsError("Meet API refused the credentials (401)")
+        raise MeetUnavailable(f"Meet API answered {response.status_code} reading {name_or_code}")
 
     def end_active_conference(self, name: str, deadline: float) -> bool:
         """Ends the call running in the space; False when none was running or the space is gone."""

@@ -96,6 +96,11 @@ WHERE id::text = :ref OR meeting_link = :ref
 INSERT INTO meeting_links_pool (meeting_link, notes) VALUES (:meeting_link, :notes)
 RETURNING id, meeting_link, is_available, notes
 
+-- name: add_api_link
+INSERT INTO meeting_links_pool (meeting_link, notes, space_name, meeting_code)
+VALUES (:meeting_link, 'created through the Meet API', :space_name, :meeting_code)
+RETURNING id, meeting_link, is_available, notes
+
 -- name: set_link_available
 UPDATE meeting_links_pool SET is_available = :available WHERE id = :link_id
 RETURNING id, meeting_link, is_available
@@ -107,7 +112,7 @@ FROM bookings b WHERE b.meeting_link_id = :link_id AND upper(b.link_hold) > now(
 ORDER BY lower(b.link_hold)
 
 -- name: pool_links
-SELECT l.id, l.meeting_link, l.is_available, l.notes,
+SELECT l.id, l.meeting_link, l.is_available, l.notes, l.space_name,
        EXISTS (SELECT 1 FROM bookings b WHERE b.meeting_link_id = l.id
                AND b.link_hold @> now()) AS in_use_now
 FROM meeting_links_pool l WHERE l.dedicated_to IS NULL ORDER BY l.created_at, l.id
