@@ -7,7 +7,7 @@ from meeting_links.errors import ConfigurationError
 
 def test_defaults():
     s = config.from_environment({})
-    assert s.database_url == "postgresql://postgres@127.0.0.1:5432/postgres"
+    assert s.database_url == "postgresql://postgres@127.0.0.1:5432/meeting_links"
     assert (s.business_time_zone, s.link_buffer_minutes, s.db_pool_size) == ("Asia/Jakarta", 0, 4)
     assert s.midtrans_api == "https://api.sandbox.midtrans.com"
     assert not s.trust_cloud_run_iam and not s.running_on_cloud_run

@@ -68,12 +68,18 @@ def pool_status(db: Database) -> list[dict]:
     return db.run(work)
 
 
-def capacity(db: Database, days: int) -> list[dict]:
-    """Per day from today: paid sessions, their peak overlap, the pool size, and a warning."""
+def capacity(db: Database, days: int, start: str | None = None) -> list[dict]:
+    """Per day from `start` (default today, in the business time zone): paid sessions, their
+    peak overlap, the pool size, and a warning."""
     if not 1 <= days <= 366:
         raise BadRequest("--days must be between 1 and 366")
+    if start is not None:
+        try:
+            start = date.fromisoformat(start).isoformat()
+        except ValueError:
+            raise BadRequest(f"--from must be a date, YYYY-MM-DD, got {start!r}") from None
     rows = []
-    for day in db.rows("capacity_by_day", days=days):
+    for day in db.rows("capacity_by_day", days=days, start=start):
         peak, size = day["peak"], day["pool_size"]
         warning = ""
         if peak > size:

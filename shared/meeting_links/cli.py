@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
 
 import requests
 
-from . import admin, local_stack, migrations, signature
+from . import admin, local_stack, logs, migrations, signature
 from .config import from_environment
 from .db import Database
-from .errors import DatabaseUnavailable, MeetingLinksError, MeetUnavailable
+from .errors import MeetingLinksError, MeetUnavailable, PoolExhausted
 
 STATUS_CODES = {"settlement": "200", "capture": "200", "pending": "201", "authorize": "201",
                 "deny": "202", "cancel": "202", "expire": "202", "failure": "202",
@@ -84,6 +87,8 @@ def add_admin_commands(sub) -> None:
     capacity = _json_option(pool_sub.add_parser(
         "capacity", help="peak overlapping paid sessions per day vs pool size"))
     capacity.add_argument("--days", type=int, default=14)
+    capacity.add_argument("--from", dest="start", default=None, metavar="DATE",
+                          help="first day, YYYY-MM-DD in the business time zone (default: today)")
 
     links = sub.add_parser("links", help="add, disable, enable, usage, free for a slot")
     links_sub = links.add_subparsers(dest="action", required=True)
@@ -175,7 +180,8 @@ def _assign(args, db, settings):
 ADMIN_COMMANDS = {
     ("pool", "status"): _pool_status,
     ("pool", "capacity"): lambda args, db, s: (
-        admin.capacity(db, args.days), f"Peak concurrent paid sessions for the next {args.days} days"),
+        admin.capacity(db, args.days, args.start),
+        f"Peak concurrent paid sessions for {args.days} days from {args.start or 'today'}"),
     ("links", "add"): lambda args, db, s: ([admin.add_link(db, s, args.url, args.notes)], "Link added"),
     ("links", "disable"): _disable,
     ("links", "enable"): lambda args, db, s: ([admin.enable_link(db, s, args.link)], "Link enabled"),
@@ -192,19 +198,33 @@ ADMIN_COMMANDS = {
 }
 
 
+_zone: ZoneInfo | None = None  # the business time zone, for times in tables
+
+
 def run_admin(args, settings) -> int:
+    global _zone
     db = Database(settings)
     try:
         rows, title = ADMIN_COMMANDS[(args.command, args.action)](args, db, settings)
         if args.json:
             print(json.dumps(rows, indent=2, default=_plain))
         else:
+            # The zone the database reads scheduled times in (pool_settings), named in every time.
+            _zone = ZoneInfo(db.one("business_time_zone")["time_zone"])
             if title:
                 print(title)
             print(table(rows))
         return 0
     finally:
         db.close()
+
+
+def _when(value) -> str:
+    if not isinstance(value, datetime):
+        return str(value)
+    zone = _zone or ZoneInfo(from_environment().business_time_zone)
+    local = value.astimezone(zone)
+    return local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or zone.key)
 
 
 def _plain(value):
@@ -230,20 +250,32 @@ def _cell(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return _when(value)
     return _plain(value)
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SystemExit(f"error: {name} must be a port number, got {raw!r}")
+    return int(raw)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meeting-links", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="also show INFO log lines (on stderr)")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("migrate", help="apply the migrations in sql/ and the pool settings")
 
     local = sub.add_parser("local", help="create the database, migrate, serve both functions")
-    local.add_argument("--webhook-port", type=int, default=8080)
-    local.add_argument("--assign-port", type=int, default=8081)
+    local.add_argument("--webhook-port", type=int, default=_port("WEBHOOK_PORT", 8080),
+                       help="default: WEBHOOK_PORT, else 8080")
+    local.add_argument("--assign-port", type=int, default=_port("ASSIGN_PORT", 8081),
+                       help="default: ASSIGN_PORT, else 8081")
 
     sign = sub.add_parser("sign", help="a correctly signed Midtrans notification for an order")
     sign.add_argument("order_id")
@@ -267,6 +299,17 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    # Tables on stdout, warnings and errors on stderr; INFO only when asked for.
+    ours = logging.getLogger("meeting_links")
+    previous = ours.level
+    logs.setup(logging.INFO if args.verbose else logging.WARNING)
+    try:
+        return _run(args)
+    finally:
+        ours.setLevel(previous)  # main() also runs in-process (tests)
+
+
+def _run(args) -> int:
     try:
         settings = from_environment()
         if args.command == "migrate":
@@ -283,11 +326,14 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 0
         return run_admin(args, settings)
+    except PoolExhausted as exc:
+        # The exception's own message is the customer's text; support needs what to do.
+        print(f"error: no link is free for booking {exc.booking_id} at {_when(exc.starts_at)}–{_when(exc.ends_at)}: "
+              "every enabled link is busy then. Add one (`links add`, `links create`), enable one, or "
+              "move a booking to another link (`bookings assign ID --link`)", file=sys.stderr)
+        return 2
     except (MeetingLinksError, migrations.MigrationError) as exc:
-        if isinstance(exc, DatabaseUnavailable):
-            print(f"error: the database cannot be reached ({exc})", file=sys.stderr)
-        else:
-            print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
 

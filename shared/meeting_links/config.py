@@ -12,7 +12,9 @@ from functools import lru_cache
 
 from .errors import ConfigurationError
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# One default database for everything local: make run, meeting-links and the functions.
+DEFAULT_DATABASE = "meeting_links"
+DEFAULT_DATABASE_URL = f"postgresql://postgres@127.0.0.1:5432/{DEFAULT_DATABASE}"
 MIDTRANS_SANDBOX_API = "https://api.sandbox.midtrans.com"
 MEET_API = "https://meet.googleapis.com"
 LINK_SOURCES = ("pool", "pool_then_meet", "meet_then_pool")
@@ -27,7 +29,7 @@ class Settings:
     instance_connection_name: str = ""
     db_user: str = "postgres"
     db_password: str = ""
-    db_name: str = "postgres"
+    db_name: str = DEFAULT_DATABASE
     db_iam_auth: bool = False
     db_ip_type: str = "public"
     db_pool_size: int = 4

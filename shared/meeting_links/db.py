@@ -22,7 +22,7 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 
 from . import logs
 from .config import Settings
-from .errors import BadRequest, ConfigurationError, DatabaseUnavailable, LinkConflict, MeetingLinksError
+from .errors import BadRequest, ConfigurationError, DatabaseUnavailable, LinkConflict, MeetingLinksError, SchemaMissing
 from .queries import query
 
 T = TypeVar("T")
@@ -68,6 +68,41 @@ def sql_error(exc: DatabaseError) -> SqlError:
     """The SQLSTATE, message, constraint and detail of a pg8000 DatabaseError."""
     fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
     return SqlError(fields.get("C", ""), fields.get("M", str(exc)), fields.get("n"), fields.get("D"))
+
+
+# Missing tables or functions: the database was never migrated, or is behind the code.
+SCHEMA_MISSING = frozenset({"42P01", "42883"})
+
+
+def where(settings: Settings) -> str:
+    """Which database, in words an operator can act on (never with a password)."""
+    if settings.instance_connection_name:
+        return f"Cloud SQL instance {settings.instance_connection_name}, database {settings.db_name}"
+    url = urlparse(settings.database_url)
+    database = unquote(url.path.lstrip("/")) or "meeting_links"
+    return f"PostgreSQL at {url.hostname or '127.0.0.1'}:{url.port or 5432}, database {database}"
+
+
+def connect_failure(settings: Settings, exc: Exception) -> DatabaseUnavailable:
+    """A failed connection as one line naming the server and database, and what to do."""
+    place = where(settings)
+    user = settings.db_user if settings.instance_connection_name else (
+        unquote(urlparse(settings.database_url).username or "postgres"))
+    if isinstance(exc, DatabaseError):
+        error = sql_error(exc)
+        hints = {
+            "3D000": f"{place}: that database does not exist; create it (`make run` does) or fix DATABASE_URL",
+            "28P01": f"{place}: password authentication failed for user {user}; check the password "
+                     "(DATABASE_URL or DB_PASS)",
+            "28000": f"{place}: user {user} may not connect (no such role, or pg_hba.conf refuses it); "
+                     "check the user in DATABASE_URL",
+            "53300": f"{place}: too many connections; lower DB_POOL_SIZE or raise max_connections",
+            "57P03": f"{place}: the server is starting up or shutting down; try again in a moment",
+        }
+        return DatabaseUnavailable(hints.get(error.sqlstate, f"{place} refused the connection "
+                                                             f"({error.sqlstate}: {error})"))
+    return DatabaseUnavailable(f"cannot reach {place}: is PostgreSQL running there? "
+                               "(check DATABASE_URL, or INSTANCE_CONNECTION_NAME)")
 
 
 def domain_error(error: SqlError) -> MeetingLinksError:
@@ -180,7 +215,7 @@ def _url_connector(settings: Settings, startup_params: dict | None) -> Callable[
         password=unquote(url.password) if url.password else None,
         host=host,
         port=port,
-        database=unquote(url.path.lstrip("/")) or "postgres",
+        database=unquote(url.path.lstrip("/")) or "meeting_links",
         timeout=settings.db_timeout_s,
         application_name="meeting-links",
         startup_params=startup_params,
@@ -238,10 +273,8 @@ class Database:
     def _open(self):
         try:
             return self._connect()
-        except (InterfaceError, OSError) as exc:
-            raise DatabaseUnavailable("database unreachable") from exc
-        except DatabaseError as exc:
-            raise DatabaseUnavailable(f"database refused the connection ({sql_error(exc).sqlstate})") from exc
+        except (InterfaceError, OSError, DatabaseError) as exc:
+            raise connect_failure(self._settings, exc) from exc
 
     @contextmanager
     def _connection(self) -> Iterator[object]:
@@ -295,6 +328,9 @@ class Database:
                     raise _ConnectionLost() from error
                 if error.sqlstate in OVERLOADED:
                     raise DatabaseUnavailable(f"database busy ({error.sqlstate}: {error})") from error
+                if error.sqlstate in SCHEMA_MISSING:
+                    raise SchemaMissing(f"{where(self._settings)} is not migrated ({error}): run "
+                                        "`meeting-links migrate` with DATABASE_URL pointing at it") from error
                 raise domain_error(error) from exc
             except BaseException:
                 if not single_statement:

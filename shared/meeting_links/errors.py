@@ -76,6 +76,10 @@ class DatabaseUnavailable(TransientError):
     """The database could not be reached, timed out, or kept refusing a retryable error."""
 
 
+class SchemaMissing(DatabaseUnavailable):
+    """The database has no schema (or an older one): migrations were not applied to it."""
+
+
 class AssignUnavailable(TransientError):
     """The assign_meeting_link function could not be reached or failed."""
 

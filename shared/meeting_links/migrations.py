@@ -12,7 +12,7 @@ from pathlib import Path
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from .config import Settings
-from .db import connector_for, sql_error
+from .db import connect_failure, connector_for, sql_error
 
 # The repo's sql/ folder, which the package ships as meeting_links.sql (see pyproject.toml);
 # MIGRATIONS_DIR points elsewhere (a test applying an older set, say).
@@ -38,8 +38,8 @@ def migrate(settings: Settings, directory: Path | None = None, echo=print) -> li
     """Applies what is missing, then the pool settings; returns the names it applied."""
     try:
         conn = connector_for(settings)()
-    except (InterfaceError, OSError) as exc:
-        raise MigrationError(f"the database cannot be reached ({exc})") from exc
+    except (InterfaceError, OSError, DatabaseError) as exc:
+        raise MigrationError(str(connect_failure(settings, exc))) from exc
     applied_now = []
     try:
         conn.execute_simple(f"SELECT pg_advisory_lock({_LOCK_KEY})")

@@ -163,8 +163,9 @@ days AS (
     SELECT d::date AS day,
            tstzrange(d::date::timestamp AT TIME ZONE zone.time_zone,
                      (d::date + 1)::timestamp AT TIME ZONE zone.time_zone) AS span
-    FROM zone, generate_series((now() AT TIME ZONE zone.time_zone)::date,
-                               (now() AT TIME ZONE zone.time_zone)::date + CAST(:days AS integer) - 1,
+    FROM zone, generate_series(COALESCE(CAST(:start AS date), (now() AT TIME ZONE zone.time_zone)::date),
+                               COALESCE(CAST(:start AS date), (now() AT TIME ZONE zone.time_zone)::date)
+                                   + CAST(:days AS integer) - 1,
                                interval '1 day') AS d),
 events AS (
     SELECT days.day, e.at, e.delta
@@ -202,3 +203,6 @@ LIMIT 100
 
 -- name: mark_call_ended
 UPDATE bookings SET call_ended_at = now(), call_end_outcome = :outcome WHERE id = CAST(:booking_id AS uuid)
+
+-- name: business_time_zone
+SELECT time_zone FROM pool_settings

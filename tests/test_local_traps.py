@@ -1,0 +1,163 @@
+"""Local use without traps (issue 10, items 7-11): ports that are taken, one default database,
+database errors that say where and what to do, a blank key meaning unset, and a support tool
+whose tables show local times and no log lines."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pg8000.native
+import pytest
+import requests
+
+from meeting_links import config
+from support import REPO, free_port, insert_booking, notification
+
+pytestmark = pytest.mark.http
+
+CLI = str(Path(sys.executable).parent / "meeting-links")
+LOCAL_KEY = "SB-Mid-server-LOCAL-DEVELOPMENT-ONLY"
+
+
+def cli(*args, env=None, timeout=60):
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def scratch_database(database_url):
+    """A database name that exists for the test only (created by whoever needs it)."""
+    name = f"meeting_links_scratch_{uuid.uuid4().hex[:8]}"
+    yield name, database_url.rsplit("/", 1)[0] + "/" + name
+    conn = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
+    conn.run(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    conn.run(f"DROP DATABASE IF EXISTS {name}")
+    conn.close()
+
+
+def test_a_taken_port_is_a_clear_failure_not_someone_elses_server(database_url):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        result = cli("local", env={"DATABASE_URL": database_url, "WEBHOOK_PORT": str(port),
+                                   "ASSIGN_PORT": str(free_port())})
+    finally:
+        busy.close()
+    assert result.returncode == 2 and "Serving" not in result.stdout
+    assert result.stderr.strip() == (f"error: port {port} is already in use (another server?): stop it, or "
+                                     f"choose another port, e.g. WEBHOOK_PORT={port + 10} make run")
+
+
+def test_one_default_database_everywhere():
+    assert config.from_environment({}).database_url == "postgresql://postgres@127.0.0.1:5432/meeting_links"
+    assert config.from_environment({}).db_name == "meeting_links"
+    from meeting_links import local_stack
+    assert local_stack.DEFAULT_DATABASE_URL == config.from_environment({}).database_url
+
+
+def test_a_database_never_migrated_says_to_migrate_it(scratch_database):
+    name, url = scratch_database
+    conn = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
+    conn.run(f"CREATE DATABASE {name}")
+    conn.close()
+    result = cli("pool", "status", env={"DATABASE_URL": url})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"error: PostgreSQL at 127.0.0.1:5432, database {name} is not migrated")
+    assert "run `meeting-links migrate` with DATABASE_URL pointing at it" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("postgresql://postgres@127.0.0.1:1/meeting_links",
+     "error: cannot reach PostgreSQL at 127.0.0.1:1, database meeting_links: is PostgreSQL running there?"),
+    ("postgresql://postgres@127.0.0.1:5432/no_such_database_here",
+     "error: PostgreSQL at 127.0.0.1:5432, database no_such_database_here: that database does not exist"),
+    ("postgresql://nobody_at_all@127.0.0.1:5432/postgres",
+     "error: PostgreSQL at 127.0.0.1:5432, database postgres: user nobody_at_all may not connect"),
+])
+def test_database_errors_name_the_server_and_say_what_to_do(url, expected):
+    for args in (("pool", "status"), ("migrate",)):
+        result = cli(*args, env={"DATABASE_URL": url})
+        assert result.returncode == 2, result
+        assert result.stderr.startswith(expected) and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_make_run_against_an_unreachable_server_is_one_line():
+    result = cli("local", env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/meeting_links",
+                               "WEBHOOK_PORT": str(free_port()), "ASSIGN_PORT": str(free_port())})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: cannot reach PostgreSQL at 127.0.0.1:1, database meeting_links: is PostgreSQL running there? "
+        "(check DATABASE_URL, or INSTANCE_CONNECTION_NAME)"]
+
+
+def test_a_blank_key_is_unset_and_the_banner_tells_the_truth_about_the_token(scratch_database, tmp_path):
+    name, url = scratch_database
+    webhook_port, assign_port = free_port(), free_port()
+    log = tmp_path / "local.log"
+    env = {**os.environ, "DATABASE_URL": url, "MIDTRANS_SERVER_KEY": "", "INTERNAL_API_TOKEN": " ",
+           "WEBHOOK_PORT": str(webhook_port), "ASSIGN_PORT": str(assign_port)}
+    with log.open("w") as out:
+        proc = subprocess.Popen([CLI, "local"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 40
+        while "Ctrl-C stops" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        banner = log.read_text()
+        assert "Local MIDTRANS_SERVER_KEY is the development key (MIDTRANS_SERVER_KEY was not set)." in banner
+        token = re.search(r"Internal token generated for this run: (\S+)\.", banner).group(1)
+        # The printed command works as printed.
+        curl = re.search(r"curl -H \"Authorization: Bearer (\S+)\" -d '(\{.*\})' (\S+)", banner)
+        assert curl.group(1) == token
+        swept = requests.post(curl.group(3), data=curl.group(2), timeout=10,
+                              headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        assert swept.status_code == 200 and swept.json()["success"] is True
+        conn = pg8000.native.Connection("postgres", host="127.0.0.1", database=name)
+        b = insert_booking(conn)
+        conn.close()
+        r = requests.post(f"http://127.0.0.1:{webhook_port}/", json=notification(b["order_id"], key=LOCAL_KEY),
+                          timeout=10)
+        assert r.status_code == 200 and r.json()["meetingLink"].startswith("https://"), r.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def test_support_tables_show_local_times_and_no_log_lines(admin, conn):
+    b = insert_booking(conn, date="2030-01-07", time="14:00", payment_status="paid", status="confirmed")
+    code, out, err = admin("bookings", "assign", b["id"])
+    assert code == 0 and err == ""  # no INFO line mixed in
+    code, out, _ = admin("links", "disable", "https://meet.google.com/kcw-ebey-pqu")
+    assert "2030-01-07 14:00 WIB" in out and "UTC" not in out
+    other = insert_booking(conn, date="2030-01-08", time="09:00", payment_status="paid", status="confirmed")
+    code, out, err = admin("-v", "bookings", "assign", other["id"])
+    assert code == 0 and [json.loads(line)["severity"] for line in err.splitlines()] == ["INFO"]
+
+
+def test_capacity_from_a_given_day(admin, conn):
+    for t in ("10:00", "10:30"):
+        insert_booking(conn, date="2031-03-02", time=t, payment_status="paid", status="confirmed")
+    rows = admin.json("pool", "capacity", "--from", "2031-03-01", "--days", "3")
+    assert [(r["day"], r["sessions"], r["peak_concurrent"]) for r in rows] == [
+        ("2031-03-01", 0, 0), ("2031-03-02", 2, 2), ("2031-03-03", 0, 0)]
+    code, _, err = admin("pool", "capacity", "--from", "March")
+    assert code == 2 and err == "error: --from must be a date, YYYY-MM-DD, got 'March'\n"
+
+
+def test_a_full_pool_is_explained_to_support_not_to_the_customer(admin, conn, set_links):
+    set_links(1)
+    first, second = (insert_booking(conn, payment_status="paid", status="confirmed") for _ in range(2))
+    assert admin("bookings", "assign", first["id"])[0] == 0
+    code, out, err = admin("bookings", "assign", second["id"])
+    assert code == 2 and "Please contact support" not in err
+    assert err.splitlines()[-1].startswith(f"error: no link is free for booking {second['id']} at 2030-01-07 14:00 WIB–2030-01-07 15:00 WIB")
+    assert "`links add`" in err
