@@ -84,7 +84,8 @@ def prepare(url: str, bookings: int, links: int, rng: random.Random) -> list[dic
     conn = connect(url)
     try:
         conn.execute_simple("SET session_replication_role = replica")
-        conn.execute_simple("TRUNCATE payment_notifications, meet_space_requests, meet_orphaned_spaces, bookings, meeting_links_pool")
+        conn.execute_simple("TRUNCATE payment_notifications, meet_space_requests, meet_orphaned_spaces,"
+                            " link_event_deliveries, link_events, bookings, meeting_links_pool")
         conn.execute_simple("SET session_replication_role = DEFAULT")
         conn.execute_simple("DELETE FROM meeting_links_pool")
         for i in range(links):

@@ -76,7 +76,7 @@ class Bench:
 
     def reset(self, links: int):
         self.sql("SET session_replication_role = replica")
-        self.sql("TRUNCATE payment_notifications, meet_space_requests, meet_orphaned_spaces, bookings, meeting_links_pool")
+        self.sql("TRUNCATE payment_notifications, meet_space_requests, meet_orphaned_spaces, link_event_deliveries, link_events, bookings, meeting_links_pool")
         self.sql("SET session_replication_role = DEFAULT")
         self.sql("DELETE FROM meeting_links_pool")
         self.sql("INSERT INTO meeting_links_pool (meeting_link, created_at) SELECT"

@@ -43,7 +43,7 @@ def conn(database_url):
     c = connect(database_url)
     # The notification log refuses TRUNCATE by trigger; replica mode skips triggers, for tests only.
     c.run("SET session_replication_role = replica")
-    c.run("TRUNCATE payment_notifications, meet_space_requests, meet_orphaned_spaces, bookings, meeting_links_pool")
+    c.run("TRUNCATE payment_notifications, meet_space_requests, meet_orphaned_spaces, link_event_deliveries, link_events, bookings, meeting_links_pool")
     c.run("SET session_replication_role = DEFAULT")
     c.run("UPDATE sweep_progress SET resume_after_paid_at = NULL, resume_after_id = NULL")
     c.run("DELETE FROM meeting_links_pool")
@@ -119,7 +119,8 @@ def app_env(monkeypatch, database_url):
 
 
 def _reset_process_state():
-    from meeting_links import assign_client
+    from meeting_links import assign_client, link_events
+    link_events.reset()
     config.settings.cache_clear()
     if db_module._database is not None:
         db_module._database.close()

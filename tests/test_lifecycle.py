@@ -188,7 +188,7 @@ def test_sweep_assigns_paid_bookings_the_webhook_could_not(conn, assign_server, 
     set_links(2)
     missed = [insert_booking(conn, payment_status="paid", status="confirmed") for _ in range(3)]
     r = assign_server.post({"sweep": True}, headers=AUTH)
-    counts = {"complete": True, "paymentsChecked": 0, "paymentsRecorded": 0, "callsEnded": 0}
+    counts = {"complete": True, "paymentsChecked": 0, "paymentsRecorded": 0, "callsEnded": 0, "eventsDelivered": 0}
     assert r.status_code == 200 and r.json() == {"success": True, "assigned": 2, "waiting": 1, **counts}
     assert assign_server.post({"sweep": True}, headers=AUTH).json() == {
         "success": True, "assigned": 0, "waiting": 1, **counts}

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time as clock
 import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from . import admin, local_stack, logs, migrations, signature
+from . import admin, link_events, local_stack, logs, migrations, signature
 from .config import from_environment
 from .db import Database
 from .errors import MeetingLinksError, MeetUnavailable, PoolExhausted
@@ -206,6 +207,8 @@ def run_admin(args, settings) -> int:
     db = Database(settings)
     try:
         rows, title = ADMIN_COMMANDS[(args.command, args.action)](args, db, settings)
+        # A command-line process ends here: deliver what it changed now, not in the background.
+        link_events.deliver(db, settings, clock.monotonic() + 5)
         if args.json:
             print(json.dumps(rows, indent=2, default=_plain))
         else:

@@ -67,6 +67,10 @@ class Settings:
     meet_space_lease_s: int = 30
     meet_end_grace_minutes: int = 15
 
+    link_events_url: str = ""
+    link_events_secret: str = ""
+    link_events_timeout_s: float = 2.0
+
     google_cloud_project: str = ""
     running_on_cloud_run: bool = False
 
@@ -118,6 +122,15 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def _link_events_url(env: Mapping[str, str]) -> str:
+    url = env.get("LINK_EVENTS_URL", "").strip()
+    if url and not url.startswith(("https://", "http://")):
+        raise ConfigurationError(f"LINK_EVENTS_URL must be an http(s) URL, got {url!r}")
+    if url and not _secret(env, "LINK_EVENTS_SECRET"):
+        raise ConfigurationError("LINK_EVENTS_URL is set but LINK_EVENTS_SECRET is not: events must be signed")
+    return url
+
+
 def from_environment(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     d = Settings()
@@ -163,6 +176,9 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
         meet_api_timeout_s=_number(env, "MEET_API_TIMEOUT_S", d.meet_api_timeout_s, float, 0.1),
         meet_space_lease_s=_number(env, "MEET_SPACE_LEASE_S", d.meet_space_lease_s, minimum=5),
         meet_end_grace_minutes=_number(env, "MEET_END_GRACE_MINUTES", d.meet_end_grace_minutes),
+        link_events_url=_link_events_url(env),
+        link_events_secret=_secret(env, "LINK_EVENTS_SECRET"),
+        link_events_timeout_s=_number(env, "LINK_EVENTS_TIMEOUT_S", d.link_events_timeout_s, float, 0.1),
         google_cloud_project=env.get("GOOGLE_CLOUD_PROJECT", "").strip(),
         # Cloud Run (and so Cloud Functions 2nd gen) sets K_SERVICE in every instance.
         running_on_cloud_run=bool(env.get("K_SERVICE", "").strip()),

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from . import allocation, logs, midtrans_api, payments, signature
+from . import allocation, link_events, logs, midtrans_api, payments, signature
 from .config import Settings
 from .db import Database, Transaction
 from .errors import AmountMismatch, BadRequest, MalformedNotification, MeetingLinksError
@@ -186,6 +186,9 @@ def process(db: Database, settings: Settings, n: Notification,
     hand-over is logged and left to the sweep, since the release is committed.
     """
     recorded = record(db, n)
+    # Whatever this changed (a release, an assignment by assign) is delivered to the app in
+    # the background: the answer to Midtrans never waits for it.
+    link_events.deliver_soon(db, settings)
     if recorded.outcome is Outcome.REJECTED:
         raise AmountMismatch(recorded.detail)
     if recorded.released:

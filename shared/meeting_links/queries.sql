@@ -206,3 +206,10 @@ UPDATE bookings SET call_ended_at = now(), call_end_outcome = :outcome WHERE id 
 
 -- name: business_time_zone
 SELECT time_zone FROM pool_settings
+
+-- name: claim_link_events
+SELECT c.id, c.event_id, c.booking_id, c.payload, c.attempts
+FROM claim_link_events_v1(CAST(:limit AS integer), CAST(:lease_seconds AS integer), CAST(:booking_id AS uuid)) c
+
+-- name: finish_link_event
+SELECT finish_link_event_v1(CAST(:id AS bigint), CAST(:delivered AS boolean), CAST(:retry_seconds AS integer), :error)

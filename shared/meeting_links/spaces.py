@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from . import allocation, logs, meet_api
+from . import allocation, link_events, logs, meet_api
 from .allocation import Assignment
 from .config import Settings
 from .db import Database
@@ -26,7 +26,15 @@ _POLL_S = 0.05
 
 def give_link(db: Database, settings: Settings, booking_id: str) -> Assignment:
     """A link for the paid booking, from the source LINK_SOURCE names. Raises what
-    allocation.assign raises; PoolExhausted only when no source could give one."""
+    allocation.assign raises; PoolExhausted only when no source could give one. The link
+    event it causes goes to the app in the background."""
+    try:
+        return _give_link(db, settings, booking_id)
+    finally:
+        link_events.deliver_soon(db, settings)
+
+
+def _give_link(db: Database, settings: Settings, booking_id: str) -> Assignment:
     if settings.link_source == "pool":
         return allocation.assign(db, booking_id)
     if settings.link_source == "pool_then_meet":

@@ -1,12 +1,13 @@
 """The sweep (POST {"sweep": true}, every 10 minutes once deployed) catches up on whatever
 was left behind: payments whose notification never arrived, then paid bookings still
-without a link; then it ends the Meet calls of sessions that are over. Everything it does is safe beside live traffic and safe to repeat."""
+without a link; then it ends the Meet calls of sessions that are over, and delivers the
+link events the app has not received yet. Everything it does is safe beside live traffic and safe to repeat."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from . import allocation, logs, midtrans_api, payments, spaces
+from . import allocation, link_events, logs, midtrans_api, payments, spaces
 from .config import Settings
 from .db import Database
 from .errors import (
@@ -28,12 +29,14 @@ class Swept:
     payments_checked: int
     payments_recorded: int
     calls_ended: int = 0
+    events_delivered: int = 0
 
     def answer(self) -> dict:
         """assign_meeting_link's JSON answer to {"sweep": true}."""
         return {"success": True, "assigned": self.assigned, "waiting": self.waiting,
                 "complete": self.complete, "paymentsChecked": self.payments_checked,
-                "paymentsRecorded": self.payments_recorded, "callsEnded": self.calls_ended}
+                "paymentsRecorded": self.payments_recorded, "callsEnded": self.calls_ended,
+                "eventsDelivered": self.events_delivered}
 
 
 def _assign_here(db: Database, settings: Settings):
@@ -98,4 +101,5 @@ def run(db: Database, settings: Settings) -> Swept:
     if asked:
         logs.info("open payments checked with Midtrans", asked=asked, recorded=recorded)
     ended = spaces.end_finished_calls(db, settings, deadline)
-    return Swept(waiting.assigned, waiting.waiting, waiting.complete, asked, recorded, ended)
+    delivered = link_events.deliver(db, settings, deadline)
+    return Swept(waiting.assigned, waiting.waiting, waiting.complete, asked, recorded, ended, delivered)
