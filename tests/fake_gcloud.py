@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """A stand-in for gcloud: records every call (one JSON line each) in $FAKE_GCLOUD_STATE/calls.jsonl
-and keeps just enough state (service accounts, functions, scheduler jobs) to answer describe."""
+and keeps just enough state (Cloud SQL, secrets, service accounts, functions, scheduler jobs,
+log metrics, alert channels and policies) to answer describe and list as gcloud would on a
+project that starts empty. Secret values arrive on standard input, as deploy.sh sends them."""
 import json
 import os
 import sys
@@ -8,7 +10,9 @@ from pathlib import Path
 
 state_dir = Path(os.environ["FAKE_GCLOUD_STATE"])
 state_file = state_dir / "state.json"
-state = json.loads(state_file.read_text()) if state_file.exists() else {"sa": [], "functions": {}, "jobs": []}
+EMPTY = {"sa": [], "functions": {}, "jobs": [], "instances": [], "databases": [], "users": [], "secrets": {},
+         "metrics": [], "channels": [], "policies": []}
+state = {**EMPTY, **(json.loads(state_file.read_text()) if state_file.exists() else {})}
 argv = sys.argv[1:]
 with open(state_dir / "calls.jsonl", "a") as log:
     log.write(json.dumps(argv) + "\n")
@@ -35,8 +39,68 @@ match words:
     case ["iam", "service-accounts", "create", name]:
         state["sa"].append(f"{name}@{flags['project']}.iam.gserviceaccount.com")
         save()
+    case ["sql", "instances", "describe", name]:
+        if name not in state["instances"]:
+            fail(f"HTTPError 404: The Cloud SQL instance does not exist: {name}")
+    case ["sql", "instances", "create", name]:
+        state["instances"].append(name)
+        save()
+    case ["sql", "databases", "describe", name]:
+        if name not in state["databases"]:
+            fail(f"HTTPError 404: Not Found: database {name}")
+    case ["sql", "databases", "create", name]:
+        state["databases"].append(name)
+        save()
+    case ["sql", "users", "list"]:
+        print("\n".join(state["users"]))
+    case ["sql", "users", "create", name]:
+        if "prompt-for-password" in flags and not sys.stdin.read():
+            fail("a password is required")
+        state["users"].append(name)
+        save()
+    case ["secrets", "describe", name]:
+        if name not in state["secrets"]:
+            fail(f"NOT_FOUND: Secret [{name}] not found")
+    case ["secrets", "create", name]:
+        if name in state["secrets"]:
+            fail(f"ALREADY_EXISTS: Secret [{name}]")
+        state["secrets"][name] = []
+        save()
+    case ["secrets", "versions", "add", name]:
+        if name not in state["secrets"]:
+            fail(f"NOT_FOUND: Secret [{name}] not found")
+        state["secrets"][name].append(sys.stdin.read())
+        save()
+    case ["secrets", "versions", "describe", "latest"]:
+        versions = state["secrets"].get(flags["secret"])
+        if not versions:
+            fail(f"NOT_FOUND: Secret [{flags['secret']}] has no versions")
+        print(f"projects/{flags['project']}/secrets/{flags['secret']}/versions/{len(versions)}")
     case ["secrets", "versions", "access", _version]:
-        sys.stdout.write("fake-db-password")
+        versions = state["secrets"].get(flags["secret"]) or ["fake-db-password"]
+        sys.stdout.write(versions[-1])
+    case ["secrets", "add-iam-policy-binding", name]:
+        if name not in state["secrets"]:
+            fail(f"NOT_FOUND: Secret [{name}] not found")
+    case ["logging", "metrics", "describe", name]:
+        if name not in state["metrics"]:
+            fail(f"NOT_FOUND: metric {name}")
+    case ["logging", "metrics", "create", name]:
+        state["metrics"].append(name)
+        save()
+    case ["beta", "monitoring", "channels", "list"]:
+        print("\n".join(c["name"] for c in state["channels"] if c["email"] in flags.get("filter", "")))
+    case ["beta", "monitoring", "channels", "create"]:
+        email = flags["channel-labels"].split("=", 1)[1]
+        state["channels"].append({"name": f"projects/{flags['project']}/notificationChannels/{len(state['channels']) + 1}",
+                                  "email": email})
+        save()
+    case ["alpha", "monitoring", "policies", "list"]:
+        print("\n".join(f"policies/{i}" for i, p in enumerate(state["policies"])
+                        if f'displayName="{p["displayName"]}"' == flags.get("filter")))
+    case ["alpha", "monitoring", "policies", "create"]:
+        state["policies"].append(json.loads(Path(flags["policy-from-file"]).read_text()))
+        save()
     case ["functions", "describe", name]:
         if name not in state["functions"]:
             fail(f"NOT_FOUND: function {name}")
@@ -57,7 +121,7 @@ match words:
         state["jobs"].append(job)
         save()
     case (["services", "enable", *_] | ["projects", "add-iam-policy-binding", _]
-          | ["secrets", "add-iam-policy-binding", _] | ["functions", "add-invoker-policy-binding", _]
+          | ["functions", "add-invoker-policy-binding", _]
           | ["scheduler", "jobs", "update", "http", _]):
         pass
     case _:
