@@ -161,3 +161,18 @@ def test_a_full_pool_is_explained_to_support_not_to_the_customer(admin, conn, se
     assert code == 2 and "Please contact support" not in err
     assert err.splitlines()[-1].startswith(f"error: no link is free for booking {second['id']} at 2030-01-07 14:00 WIB–2030-01-07 15:00 WIB")
     assert "`links add`" in err
+
+
+def test_a_bad_password_is_named_as_such():
+    """The local server trusts every login, so the refusal is built as pg8000 reports it."""
+    from pg8000.exceptions import DatabaseError
+
+    from meeting_links import db
+    settings = config.from_environment({"DATABASE_URL": "postgresql://app:wrong@db.internal:6432/bookings"})
+    refused = DatabaseError({"S": "FATAL", "C": "28P01", "M": 'password authentication failed for user "app"'})
+    assert str(db.connect_failure(settings, refused)) == (
+        "PostgreSQL at db.internal:6432, database bookings: password authentication failed for user app; "
+        "check the password (DATABASE_URL or DB_PASS)")
+    cloud = config.from_environment({"INSTANCE_CONNECTION_NAME": "p:r:i", "DB_USER": "app"})
+    assert str(db.connect_failure(cloud, OSError("timed out"))).startswith(
+        "cannot reach Cloud SQL instance p:r:i, database meeting_links")
