@@ -2,18 +2,18 @@
 -- same transaction as the change (whoever writes: the functions, the support tool, psql), to
 -- an append-only log; their delivery to the app (LINK_EVENTS_URL) is tracked beside it.
 
+-- Kept narrow: the trigger runs inside every assignment, so it stores ids only; the JSON the
+-- app receives is built when the event is delivered (link_event_payload_v1).
 CREATE TABLE link_events (
-    id         bigserial   PRIMARY KEY,
-    -- The Standard Webhooks webhook-id: the same on every delivery attempt of this event.
-    event_id   text        NOT NULL UNIQUE DEFAULT ('evt_' || replace(gen_random_uuid()::text, '-', '')),
-    -- No foreign key: the log is history and outlives a booking deleted by hand.
-    booking_id uuid        NOT NULL,
-    type       text        NOT NULL CHECK (type IN ('link.assigned', 'link.changed', 'link.released',
-                                                    'link.waiting')),
-    payload    jsonb       NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
+    id               bigserial   PRIMARY KEY,
+    -- No foreign keys: the log is history and outlives a booking or link deleted by hand.
+    booking_id       uuid        NOT NULL,
+    type             text        NOT NULL CHECK (type IN ('link.assigned', 'link.changed', 'link.released',
+                                                          'link.waiting')),
+    link_id          uuid,
+    previous_link_id uuid,
+    created_at       timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX link_events_by_booking ON link_events (booking_id, id);
 
 CREATE FUNCTION link_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -37,22 +37,19 @@ CREATE INDEX link_event_deliveries_pending ON link_event_deliveries (booking_id,
 
 CREATE FUNCTION bookings_link_events() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    kind     text;
-    link     meeting_links_pool%ROWTYPE;
-    previous text;
-    new_id   bigint;
+    kind   text;
+    new_id bigint;
 BEGIN
-    IF TG_OP = 'UPDATE' AND OLD.meeting_link_id IS NOT DISTINCT FROM NEW.meeting_link_id THEN
-        IF NEW.needs_manual_link AND NOT OLD.needs_manual_link AND NEW.meeting_link_id IS NULL THEN
-            kind := 'link.waiting';
-        ELSE
-            RETURN NULL;
-        END IF;
-    ELSIF TG_OP = 'INSERT' THEN
+    IF TG_OP = 'INSERT' THEN
         IF NEW.meeting_link_id IS NULL THEN
             RETURN NULL;
         END IF;
         kind := 'link.assigned';
+    ELSIF OLD.meeting_link_id IS NOT DISTINCT FROM NEW.meeting_link_id THEN
+        IF NOT (NEW.needs_manual_link AND NOT OLD.needs_manual_link AND NEW.meeting_link_id IS NULL) THEN
+            RETURN NULL;
+        END IF;
+        kind := 'link.waiting';
     ELSIF OLD.meeting_link_id IS NULL THEN
         kind := 'link.assigned';
     ELSIF NEW.meeting_link_id IS NULL THEN
@@ -60,26 +57,31 @@ BEGIN
     ELSE
         kind := 'link.changed';
     END IF;
-    SELECT * INTO link FROM meeting_links_pool l WHERE l.id = NEW.meeting_link_id;
-    IF TG_OP = 'UPDATE' THEN
-        SELECT l.meeting_link INTO previous FROM meeting_links_pool l WHERE l.id = OLD.meeting_link_id;
-    END IF;
-    INSERT INTO link_events (booking_id, type, payload)
-    VALUES (NEW.id, kind, jsonb_build_object(
-        'type', kind,
-        'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-        'data', jsonb_build_object(
-            'bookingId', NEW.id, 'orderId', NEW.order_id,
-            'meetingLink', link.meeting_link, 'previousMeetingLink', previous,
-            'source', CASE WHEN link.id IS NULL THEN NULL
-                           WHEN link.dedicated_to IS NOT NULL THEN 'meet' ELSE 'pool' END,
-            'startsAt', NEW.starts_at, 'endsAt', NEW.ends_at)))
+    INSERT INTO link_events (booking_id, type, link_id, previous_link_id)
+    VALUES (NEW.id, kind, NEW.meeting_link_id, CASE WHEN TG_OP = 'UPDATE' THEN OLD.meeting_link_id END)
     RETURNING id INTO new_id;
     INSERT INTO link_event_deliveries (event_id, booking_id) VALUES (new_id, NEW.id);
     RETURN NULL;
 END $$;
 CREATE TRIGGER bookings_link_events AFTER INSERT OR UPDATE OF meeting_link_id, needs_manual_link ON bookings
     FOR EACH ROW EXECUTE FUNCTION bookings_link_events();
+
+-- The event as the app receives it (the Standard Webhooks payload: type, timestamp, data).
+-- Links' URLs do not change; startsAt/endsAt are the session's times when it is delivered.
+CREATE FUNCTION link_event_payload_v1(e link_events) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'type', e.type,
+        'timestamp', to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+        'data', jsonb_build_object(
+            'bookingId', e.booking_id, 'orderId', b.order_id,
+            'meetingLink', l.meeting_link, 'previousMeetingLink', p.meeting_link,
+            'source', CASE WHEN l.id IS NULL THEN NULL WHEN l.dedicated_to IS NOT NULL THEN 'meet' ELSE 'pool' END,
+            'startsAt', b.starts_at, 'endsAt', b.ends_at))
+    FROM (SELECT 1) one
+    LEFT JOIN bookings b ON b.id = e.booking_id
+    LEFT JOIN meeting_links_pool l ON l.id = e.link_id
+    LEFT JOIN meeting_links_pool p ON p.id = e.previous_link_id
+$$;
 
 -- The next events to deliver: for each booking, only its earliest undelivered event, so the
 -- app receives a booking's events in order; each is leased (next_attempt_at moves on) so that
@@ -104,7 +106,7 @@ LANGUAGE sql AS $$
         SET next_attempt_at = now() + make_interval(secs => p_lease_seconds), attempts = d.attempts + 1
         FROM heads WHERE d.event_id = heads.id
         RETURNING d.event_id, d.attempts)
-    SELECT e.id, e.event_id, e.booking_id, e.payload, e.created_at, leased.attempts
+    SELECT e.id, 'evt_' || e.id, e.booking_id, link_event_payload_v1(e), e.created_at, leased.attempts
     FROM leased JOIN link_events e ON e.id = leased.event_id
     ORDER BY e.id
 $$;

@@ -77,8 +77,8 @@ def test_every_change_of_a_link_is_an_event_written_with_it(conn, seed_links):
     other = insert_booking(conn, payment_status="paid", status="confirmed", time="18:00")
     conn.run("UPDATE bookings SET needs_manual_link = true WHERE id = CAST(:b AS uuid)", b=other["id"])
     assert events(conn, other["id"]) == ["link.waiting"]
-    payload = conn.run("SELECT payload FROM link_events WHERE booking_id = CAST(:b AS uuid) AND type = 'link.changed'",
-                       b=b["id"])[0][0]
+    payload = conn.run("SELECT link_event_payload_v1(e) FROM link_events e"
+                       " WHERE e.booking_id = CAST(:b AS uuid) AND e.type = 'link.changed'", b=b["id"])[0][0]
     assert payload["data"]["meetingLink"] == seed_links[1]["meeting_link"]
     assert payload["data"]["previousMeetingLink"] == seed_links[0]["meeting_link"]
     assert payload["data"]["source"] == "pool" and payload["data"]["orderId"] == b["order_id"]
@@ -114,7 +114,7 @@ def test_a_payment_delivers_the_assignment_to_the_app_without_waiting_for_it(con
     event = delivered[0]
     assert event["type"] == "link.assigned" and event["data"]["bookingId"] == b["id"]
     assert event["data"]["meetingLink"] == r.get_json()["meetingLink"]
-    assert event["id"] == conn.run("SELECT event_id FROM link_events WHERE booking_id = CAST(:b AS uuid)",
+    assert event["id"] == conn.run("SELECT 'evt_' || id FROM link_events WHERE booking_id = CAST(:b AS uuid)",
                                    b=b["id"])[0][0]
 
 
@@ -142,7 +142,7 @@ def test_failed_deliveries_are_retried_in_order_per_booking(conn, db, receiver, 
     assert [e["type"] for e in receiver.events] == ["link.assigned", "link.released"]
     assert receiver.deliveries == 5 and receiver.bad == 0
     assert waits[:3] == [5, 10, 20]  # exponential backoff between the failed attempts
-    ids = conn.run("SELECT event_id FROM link_events WHERE booking_id = CAST(:b AS uuid) ORDER BY id", b=b["id"])
+    ids = conn.run("SELECT 'evt_' || id FROM link_events WHERE booking_id = CAST(:b AS uuid) ORDER BY id", b=b["id"])
     assert [e["id"] for e in receiver.events] == [r[0] for r in ids]
 
 
