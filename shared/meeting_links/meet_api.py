@@ -126,7 +126,10 @@ class MeetClient:
                     raise MeetUnavailable("the token endpoint could not be reached") from None
             return self._credentials.token
 
-    def _call(self, method: str, path: str, deadline: float, body: dict | None = None) -> requests.Response:
+    def _call(self, method: str, path: str, deadline: float, body: dict | None = None,
+              *, own: frozenset[int] = frozenset()) -> requests.Response:
+        """The response; 401/403 raise MeetCredentialsError, 429/5xx MeetUnavailable, except
+        the statuses in `own`, which the caller reads itself."""
         token = self._token(deadline)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -137,6 +140,8 @@ class MeetClient:
                                              timeout=(min(1.0, remaining), remaining), allow_redirects=False)
         except requests.RequestException as exc:
             raise MeetUnavailable(f"Meet API unreachable ({type(exc).__name__})") from None
+        if response.status_code in own:
+            return response
         if response.status_code == 401:
             with self._lock:  # a token revoked early: the next call refreshes
                 self._credentials.token = None
@@ -159,22 +164,14 @@ class MeetClient:
     def lookup(self, name_or_code: str, deadline: float) -> str:
         """"exists", "missing" (the API does not know it), or "not ours" (it exists or may exist,
         but our scope reaches only spaces the app created: a code made by hand)."""
-        token = self._token(deadline)
-        remaining = deadline - time.monotonic()
-        try:
-            response = self._session.get(f"{self._base}/v2/{_space_path(name_or_code)}",
-                                         headers={"Authorization": f"Bearer {token}"},
-                                         timeout=(min(1.0, max(remaining, 0.01)), max(remaining, 0.01)))
-        except requests.RequestException as exc:
-            raise MeetUnavailable(f"Meet API unreachable ({type(exc).__name__})") from None
+        # On a read, 403 is about the space, not our credentials.
+        response = self._call("GET", _space_path(name_or_code), deadline, own=frozenset({403}))
         if response.status_code == 200:
             return "exists"
         if response.status_code == 404:
             return "missing"
         if response.status_code == 403:
             return "not ours"
-        if response.status_code == 401:
-            raise MeetCredentialsError("Meet API refused the credentials (401)")
         raise MeetUnavailable(f"Meet API answered {response.status_code} reading {name_or_code}")
 
     def end_active_conference(self, name: str, deadline: float) -> bool:

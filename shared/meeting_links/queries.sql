@@ -12,7 +12,9 @@ SELECT a.outcome, a.link_id::text AS link_id, a.meeting_link, a.order_id, a.paym
 FROM assign_link_v1(CAST(:booking_id AS uuid)) a
 
 -- name: claim_space
-SELECT c.outcome, c.link_id::text AS link_id, c.meeting_link
+SELECT c.outcome, c.link_id::text AS link_id, c.meeting_link,
+       EXISTS (SELECT 1 FROM meeting_links_pool l WHERE l.id = c.link_id AND l.dedicated_to IS NOT NULL)
+           AS private_space
 FROM claim_space_v1(CAST(:booking_id AS uuid), CAST(:lease_seconds AS integer)) c
 
 -- name: attach_space

@@ -74,7 +74,9 @@ def private_space(db: Database, settings: Settings, booking_id: str) -> Assignme
         claim = db.one("claim_space", booking_id=booking_id, lease_seconds=settings.meet_space_lease_s)
         outcome = claim["outcome"]
         if outcome in ("assigned", "already_assigned"):
-            return _assignment(db, booking_id, claim, already=outcome == "already_assigned")
+            # Whatever it holds: its own space, or a shared link it got before.
+            return Assignment(booking_id, claim["link_id"], claim["meeting_link"], outcome == "already_assigned",
+                              "meet" if claim["private_space"] else "pool")
         if outcome == "not_found":
             raise BookingNotFound(f"booking {booking_id} not found")
         if outcome == "cancelled":
@@ -111,13 +113,6 @@ def _create(db: Database, settings: Settings, booking_id: str, deadline: float) 
         return allocation.assign(db, booking_id)
     logs.info("private Meet space created", booking_id=booking_id, space_name=space.name)
     return Assignment(booking_id, row["link_id"], row["meeting_link"], False, "meet")
-
-
-def _assignment(db: Database, booking_id: str, claim: dict, already: bool) -> Assignment:
-    if already:
-        # Whatever it holds (a pool link or its space): allocation reports the source.
-        return allocation.assign(db, booking_id)
-    return Assignment(booking_id, claim["link_id"], claim["meeting_link"], False, "meet")
 
 
 def end_finished_calls(db: Database, settings: Settings, deadline: float) -> int:
