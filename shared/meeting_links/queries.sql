@@ -7,14 +7,12 @@ SELECT a.outcome, a.link_id::text AS link_id, a.meeting_link, a.order_id, a.paym
        a.newly_flagged, a.cancelled_by_admin_at,
        CASE WHEN a.outcome = 'exhausted' THEN a.starts_at END AS starts_at,
        CASE WHEN a.outcome = 'exhausted' THEN a.ends_at END AS ends_at,
-       EXISTS (SELECT 1 FROM meeting_links_pool l WHERE l.id = a.link_id AND l.dedicated_to IS NOT NULL)
-           AS private_space
+       link_is_private_space_v1(a.link_id) AS private_space  -- fresh snapshot: see sql/0010
 FROM assign_link_v1(CAST(:booking_id AS uuid)) a
 
 -- name: claim_space
 SELECT c.outcome, c.link_id::text AS link_id, c.meeting_link,
-       EXISTS (SELECT 1 FROM meeting_links_pool l WHERE l.id = c.link_id AND l.dedicated_to IS NOT NULL)
-           AS private_space
+       link_is_private_space_v1(c.link_id) AS private_space
 FROM claim_space_v1(CAST(:booking_id AS uuid), CAST(:lease_seconds AS integer)) c
 
 -- name: attach_space
