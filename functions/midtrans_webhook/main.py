@@ -2,24 +2,27 @@
 notification on its booking, and ask assign_meeting_link for a link once it is paid.
 
 200 means the notification's effect is durably recorded; 503 makes Midtrans retry."""
+import functools
+
 import functions_framework
 
-from meeting_links import assign_client, notifications, signature, web
+from meeting_links import clients, notifications
 from meeting_links.config import settings
-from meeting_links.db import database
+from meeting_links.midtrans import formats, signature
+from meeting_links.web import answers, assign_client, inbound
 
 
 @functions_framework.http
 def midtrans_webhook(request):
-    return web.handle(request, _notify)
+    return answers.handle(request, _notify)
 
 
 def _notify(request):
-    web.require_post(request)
+    inbound.require_post(request)
     config = settings()
-    body = web.json_object(request)
+    body = inbound.json_object(request)
+    if kind := formats.non_payment_kind(body):
+        return answers.not_a_payment(kind)
     signature.verify(body, config.midtrans_server_key)
-    done = notifications.receive(database(config), config, body,
-                                 lambda booking_id, order_id: assign_client.request_assignment(
-                                     config, booking_id, order_id))
-    return done.answer(), 200
+    request_link = functools.partial(assign_client.request_link, config)
+    return answers.notification(notifications.receive(clients.database(config), config, body, request_link))

@@ -1,9 +1,12 @@
-"""One exception type per way a request can fail. Each function's edge maps them to HTTP
-(see web.py); nothing below the edge knows about status codes."""
+"""One exception type per way an operation can fail. The edges map them: web/answers.py to an
+HTTP status and body, support/cli.py to an exit code. Nothing below an edge knows either.
+
+A message is written for the operator or support person who reads it in a log or a
+terminal; a public caller of the webhook only ever sees the edge's own short text."""
 
 
 class MeetingLinksError(Exception):
-    """Base class; the message is safe to show to the caller."""
+    """Base class."""
 
 
 class ConfigurationError(MeetingLinksError):
@@ -11,7 +14,7 @@ class ConfigurationError(MeetingLinksError):
 
 
 class BadRequest(MeetingLinksError):
-    """The request body is not what the endpoint accepts."""
+    """The request (or the command's arguments) is not what the operation accepts."""
 
 
 class PayloadTooLarge(BadRequest):
@@ -34,11 +37,27 @@ class InvalidSignature(Unauthorized):
     """A Midtrans notification's signature_key is missing or does not match."""
 
 
-class BookingNotFound(MeetingLinksError):
-    """No booking has that id."""
+class NotFound(MeetingLinksError):
+    """Something named by the caller does not exist."""
 
 
-class BookingNotPaid(MeetingLinksError):
+class BookingNotFound(NotFound):
+    """No booking has that id (or order id)."""
+
+
+class LinkNotFound(NotFound):
+    """No link in the pool has that id or URL."""
+
+
+class EventNotFound(NotFound):
+    """No link event has that id."""
+
+
+class Refused(MeetingLinksError):
+    """The rules refuse the operation in the state things are in (a conflict, not bad input)."""
+
+
+class BookingNotPaid(Refused):
     """Links are only given to paid, confirmed bookings."""
 
 
@@ -46,26 +65,32 @@ class BookingCancelled(BookingNotPaid):
     """Support cancelled the booking: it gets no link, whatever its payment says."""
 
 
-class PoolExhausted(MeetingLinksError):
+class LinkConflict(Refused):
+    """The database refused a change of a link (overlap, disabled link, unpaid booking)."""
+
+
+class AmountMismatch(Refused):
+    """A notification's gross_amount differs from the booking's price."""
+
+
+class PoolExhausted(Refused):
     """Every enabled link is busy for the booking's range; a person must step in."""
 
-    def __init__(self, booking_id: str, starts_at, ends_at, newly_flagged: bool = False,
-                 order_id: str | None = None):
-        super().__init__("No available meeting links at this time. Please contact support.")
-        self.booking_id, self.starts_at, self.ends_at = booking_id, starts_at, ends_at
-        self.newly_flagged, self.order_id = newly_flagged, order_id
+    def __init__(self, booking_id: str, starts_at, ends_at, order_id: str | None = None):
+        super().__init__(f"no link is free for booking {booking_id} ({order_id}) from {starts_at} to {ends_at}")
+        self.booking_id, self.starts_at, self.ends_at, self.order_id = booking_id, starts_at, ends_at, order_id
 
 
-class LinkNotFound(MeetingLinksError):
-    """No link in the pool has that id or URL."""
+class SqlError(MeetingLinksError):
+    """PostgreSQL refused a statement for a reason that is neither a known rule nor retryable."""
+
+    def __init__(self, sqlstate: str, message: str, constraint: str | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.sqlstate, self.constraint, self.detail = sqlstate, constraint, detail
 
 
-class LinkConflict(MeetingLinksError):
-    """The database refused a manual assignment (overlap, disabled link, unpaid booking)."""
-
-
-class AmountMismatch(MeetingLinksError):
-    """A notification's gross_amount differs from the booking's price."""
+class MigrationError(MeetingLinksError):
+    """The migrations could not be applied (an edited migration, or one that failed)."""
 
 
 class TransientError(MeetingLinksError):
@@ -81,11 +106,12 @@ class SchemaMissing(DatabaseUnavailable):
 
 
 class AssignUnavailable(TransientError):
-    """The assign_meeting_link function could not be reached or failed."""
+    """The assign_meeting_link function could not be reached, failed, or answered nonsense."""
 
 
 class MeetUnavailable(TransientError):
-    """The Meet API could not be reached, was too slow, rate-limited us (429) or failed (5xx)."""
+    """The Meet API could not be reached, was too slow, rate-limited us, failed, or answered
+    something its protocol does not allow."""
 
 
 class MeetCredentialsError(ConfigurationError):
@@ -93,7 +119,8 @@ class MeetCredentialsError(ConfigurationError):
 
 
 class PaymentGatewayUnavailable(TransientError):
-    """Midtrans's status API could not be reached or failed."""
+    """Midtrans's status API could not be reached, failed, or answered something its protocol
+    does not allow."""
 
 
 class PaymentNotFound(PaymentGatewayUnavailable):

@@ -18,12 +18,11 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, urlencode, urlparse
 
-import requests
+from ..errors import BadRequest
+from ..web import outbound
+from .credentials import SCOPE
 
-from .errors import BadRequest
-from .meet_api import SCOPE
-
-DEFAULT_AUTH_URI = "https://accounts.google.com/o/oauth2/auth"
+DEFAULT_AUTH_URI = "https://accounts.google.com/o/oauth2/v2/auth"  # the installed-app guide's
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
 
 
@@ -33,9 +32,11 @@ def _client(path: str) -> dict:
             data = json.load(f)
     except (OSError, ValueError) as exc:
         raise BadRequest(f"cannot read the OAuth client file {path} ({type(exc).__name__})") from None
-    client = data.get("installed") or data.get("web") or {}
-    if not client.get("client_id") or not client.get("client_secret"):
-        raise BadRequest(f"{path} is not an OAuth client file (no installed.client_id / client_secret)")
+    # A "Desktop app" client: only it may redirect to a loopback address on any port.
+    client = data.get("installed") if isinstance(data, dict) else None
+    if not isinstance(client, dict) or not client.get("client_id") or not client.get("client_secret"):
+        raise BadRequest(f"{path} is not the JSON of a Desktop app OAuth client (no installed.client_id / "
+                         "client_secret); create one under APIs & Services > Credentials")
     return client
 
 
@@ -81,16 +82,17 @@ def login(client_file: str, out: str, port: int = 0, show=print, timeout_s: floa
     if "code" not in received:
         raise BadRequest(f"sign-in did not complete ({received.get('error', 'no answer')})")
     token_uri = client.get("token_uri") or DEFAULT_TOKEN_URI
-    response = requests.post(token_uri, data={
-        "code": received["code"], "client_id": client["client_id"], "client_secret": client["client_secret"],
-        "redirect_uri": redirect_uri, "grant_type": "authorization_code", "code_verifier": verifier}, timeout=15)
+    form = {"code": received["code"], "client_id": client["client_id"], "client_secret": client["client_secret"],
+            "redirect_uri": redirect_uri, "grant_type": "authorization_code", "code_verifier": verifier}
     try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if response.status_code != 200 or not body.get("refresh_token"):
-        raise BadRequest(f"the token endpoint refused the code ({response.status_code}: "
-                         f"{body.get('error_description') or body.get('error') or 'no refresh_token'})")
+        answer = outbound.call("POST", token_uri, deadline=time.monotonic() + 15, body=urlencode(form).encode(),
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+        body = answer.json_object()
+    except (outbound.Unreachable, outbound.NotUnderstood) as exc:
+        raise BadRequest(f"the token endpoint could not exchange the code ({exc})") from None
+    if answer.status != 200 or not isinstance(body.get("refresh_token"), str):
+        raise BadRequest(f"the token endpoint refused the code ({answer.status}: "
+                         f"{str(body.get('error_description') or body.get('error') or 'no refresh_token')[:200]})")
     credentials = {"type": "authorized_user", "client_id": client["client_id"],
                    "client_secret": client["client_secret"], "refresh_token": body["refresh_token"],
                    "token_uri": token_uri}

@@ -1,6 +1,8 @@
 """Applies the numbered migrations in sql/ in lexical order, once each, and records them in
 schema_migrations with a checksum (an applied migration that was edited afterwards is an
-error, not silently skipped). Safe to run twice, and by two deployers at once."""
+error, not silently skipped). Safe to run twice, and by two deployers at once. It changes
+the schema only: the pool's settings (zone, buffer) change when a person asks
+(`meeting-links pool configure`)."""
 from __future__ import annotations
 
 import hashlib
@@ -11,17 +13,15 @@ from pathlib import Path
 
 from pg8000.exceptions import DatabaseError, InterfaceError
 
-from .config import Settings
-from .db import connect_failure, connector_for, sql_error
+from ..config import Settings
+from ..errors import MigrationError
+from .connect import connector_for
+from .errors import connect_failure, sql_error
 
 # The repo's sql/ folder, which the package ships as meeting_links.sql (see pyproject.toml);
 # MIGRATIONS_DIR points elsewhere (a test applying an older set, say).
 PACKAGE = "meeting_links.sql"
 _LOCK_KEY = 7_285_193_001  # pg_advisory_lock key reserved for migrations
-
-
-class MigrationError(Exception):
-    pass
 
 
 def migration_files(directory: Path | None = None) -> list[Traversable]:
@@ -35,7 +35,7 @@ def migration_files(directory: Path | None = None) -> list[Traversable]:
 
 
 def migrate(settings: Settings, directory: Path | None = None, echo=print) -> list[str]:
-    """Applies what is missing, then the pool settings; returns the names it applied."""
+    """Applies what is missing; returns the names it applied."""
     try:
         conn = connector_for(settings)()
     except (InterfaceError, OSError, DatabaseError) as exc:
@@ -68,13 +68,6 @@ def migrate(settings: Settings, directory: Path | None = None, echo=print) -> li
                 raise MigrationError(f"{path.name} failed: {sql_error(exc)}") from exc
             applied_now.append(path.name)
             echo(f"applied {path.name}")
-        try:
-            conn.execute_unnamed("SELECT configure_pool($1, $2)",
-                                 (settings.business_time_zone, settings.link_buffer_minutes))
-        except DatabaseError as exc:
-            raise MigrationError(
-                f"cannot set time zone {settings.business_time_zone!r} and buffer "
-                f"{settings.link_buffer_minutes} min: {sql_error(exc)}") from exc
         if not applied_now:
             echo("database is up to date")
         return applied_now

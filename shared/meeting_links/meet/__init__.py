@@ -1,0 +1,1 @@
+"""Google Meet REST API v2 and the OAuth credentials that call it."""

@@ -1,0 +1,1 @@
+"""Midtrans: notification signatures and formats, and the GET Status API."""
