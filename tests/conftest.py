@@ -1,5 +1,13 @@
 """A fresh PostgreSQL database per test run (created here, migrated with our own migration
-command, dropped at the end), a clean slate per test, and the two functions served for real."""
+command, dropped at the end whatever happened), a clean slate per test, and the functions
+served for real.
+
+The server: TEST_POSTGRES_URL; else the embedded PostgreSQL with DATABASE_URL=embedded, or
+when nothing answers at 127.0.0.1:5432 (started for the run, stopped after it if it was
+started here); else 127.0.0.1:5432.
+
+Layers, by folder: tests/unit (no database), tests/db (a real PostgreSQL, in-process),
+tests/http (real HTTP servers and processes), tests/e2e (the whole system, long runs)."""
 from __future__ import annotations
 
 import json
@@ -8,47 +16,75 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
-from meeting_links import cli, config, migrations
-from meeting_links import db as db_module
-from meeting_links.db import Database
-from support import INTERNAL_TOKEN, SERVER_KEY, FunctionServer, connect
+from meeting_links import clients, config
+from meeting_links.db import Database, embedded, migrations
+from meeting_links.db.connect import connector_for
+from meeting_links.support import cli
+from meeting_links.support.fake_google import FakeGoogle
+from support import INTERNAL_TOKEN, SERVER_KEY, FakeMidtrans, FunctionServer, connect, stop_everything_started
 
 SEED_LINKS_SQL = (Path(__file__).parents[1] / "sql" / "0002_seed_links.sql").read_text()
-ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+LAYERS = ("unit", "db", "http", "e2e")
+
+hypothesis_settings.register_profile("default", max_examples=40, deadline=None)
+hypothesis_settings.register_profile("drill", max_examples=1000, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
-def _admin_conn():
-    s = config.from_environment({"DATABASE_URL": ADMIN_URL})
-    return db_module.connector_for(s)()
+def _server_url() -> str:
+    if os.environ.get("TEST_POSTGRES_URL", "").strip():
+        return os.environ["TEST_POSTGRES_URL"].strip()
+    database_url = os.environ.get("DATABASE_URL", "").strip()
+    if database_url == config.EMBEDDED or (not database_url and not embedded.answers(5432)):
+        return embedded.server().url("postgres")  # stopped at exit if started here
+    return "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _admin_conn(url: str):
+    return connector_for(config.from_environment({"DATABASE_URL": url}))()
 
 
 @pytest.fixture(scope="session")
-def database_url():
+def server_url() -> str:
+    return _server_url()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url):
     name = f"meeting_links_test_{uuid.uuid4().hex[:10]}"
-    admin = _admin_conn()
+    admin = _admin_conn(server_url)
     admin.execute_simple(f"CREATE DATABASE {name}")
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    migrations.migrate(config.from_environment({"DATABASE_URL": url}), echo=lambda *_: None)
-    yield url
-    admin.execute_unnamed("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", (name,))
-    admin.execute_simple(f"DROP DATABASE IF EXISTS {name}")
-    admin.close()
+    url = server_url.rsplit("/", 1)[0] + "/" + name
+    try:
+        migrations.migrate(config.from_environment({"DATABASE_URL": url}), echo=lambda *_: None)
+        yield url
+    finally:
+        stop_everything_started()
+        clients.reset()
+        admin.execute_unnamed("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", (name,))
+        admin.execute_simple(f"DROP DATABASE IF EXISTS {name}")
+        admin.close()
 
 
 @pytest.fixture
 def conn(database_url):
     """A raw connection with a clean slate: no bookings or notifications, the three seed
-    links enabled, default zone and buffer."""
+    links enabled, default zone and buffer, link events sent from the beginning."""
     c = connect(database_url)
-    # The notification log refuses TRUNCATE by trigger; replica mode skips triggers, for tests only.
+    # The logs refuse deletes by trigger; replica mode skips triggers, for tests only.
+    # (DELETE: on a few rows it is some 20 times quicker than TRUNCATE.)
     c.run("SET session_replication_role = replica")
-    c.run("TRUNCATE payment_notifications, meet_space_requests, meet_orphaned_spaces, link_event_deliveries, link_events, bookings, meeting_links_pool")
+    for table in ("payment_notifications", "meet_space_requests", "meet_orphaned_spaces", "space_members",
+                  "link_event_deliveries", "link_events", "bookings", "meeting_links_pool"):
+        c.run(f"DELETE FROM {table}")
     c.run("SET session_replication_role = DEFAULT")
     c.run("UPDATE sweep_progress SET resume_after_paid_at = NULL, resume_after_id = NULL")
-    c.run("DELETE FROM meeting_links_pool")
+    c.run("UPDATE link_event_delivery_state SET started_at = now() - interval '1 day', gone_url = NULL,"
+          " gone_at = NULL, gone_detail = NULL")
     c.run(SEED_LINKS_SQL)
-    c.run("SELECT configure_pool('Asia/Jakarta', 0)")
+    c.run("SELECT configure_pool_v2('Asia/Jakarta', 0, true)")
     yield c
     c.close()
 
@@ -64,6 +100,15 @@ def db(conn, database_url):
     d = Database(config.from_environment({"DATABASE_URL": database_url, "DB_POOL_SIZE": "8"}))
     yield d
     d.close()
+
+
+@pytest.fixture
+def settings_for(database_url):
+    """Settings as the functions would read them from an environment (database filled in)."""
+    def make(**env) -> config.Settings:
+        return config.from_environment({"DATABASE_URL": database_url, "MIDTRANS_SERVER_KEY": SERVER_KEY,
+                                        "INTERNAL_API_TOKEN": INTERNAL_TOKEN, **env})
+    return make
 
 
 @pytest.fixture
@@ -99,16 +144,19 @@ def set_links(conn):
     return make
 
 
+_APP_ENV = ("DATABASE_URL", "MIDTRANS_SERVER_KEY", "INTERNAL_API_TOKEN", "ASSIGN_MEETING_LINK_URL",
+            "TRUST_CLOUD_RUN_IAM", "K_SERVICE", "MIDTRANS_VERIFY_WITH_STATUS_API", "MIDTRANS_API_BASE_URL",
+            "LINK_SOURCE", "MEET_CREDENTIALS", "MEET_API_BASE_URL", "LINK_EVENTS_URL", "LINK_EVENTS_SECRET",
+            "MEET_ACCESS_TYPE", "GCE_METADATA_HOST", "GOOGLE_APPLICATION_CREDENTIALS")
+
+
 @pytest.fixture
 def app_env(monkeypatch, database_url):
     """Environment for functions built in-process with create_app; returns a setter."""
     def apply(**env):
-        base = {"DATABASE_URL": database_url, "MIDTRANS_SERVER_KEY": SERVER_KEY,
-                "INTERNAL_API_TOKEN": INTERNAL_TOKEN}
+        base = {"DATABASE_URL": database_url, "MIDTRANS_SERVER_KEY": SERVER_KEY, "INTERNAL_API_TOKEN": INTERNAL_TOKEN}
         base.update(env)
-        for key in ("DATABASE_URL", "MIDTRANS_SERVER_KEY", "INTERNAL_API_TOKEN",
-                    "ASSIGN_MEETING_LINK_URL", "TRUST_CLOUD_RUN_IAM", "K_SERVICE",
-                    "MIDTRANS_VERIFY_WITH_STATUS_API", "MIDTRANS_API_BASE_URL"):
+        for key in _APP_ENV:
             monkeypatch.delenv(key, raising=False)
         for key, value in base.items():
             if value is not None:
@@ -119,21 +167,41 @@ def app_env(monkeypatch, database_url):
 
 
 def _reset_process_state():
-    from meeting_links import assign_client, link_events
-    link_events.reset()
     config.settings.cache_clear()
-    if db_module._database is not None:
-        db_module._database.close()
-    db_module._database = None
-    assign_client._session = None
-    assign_client._tokens = None
+    clients.reset()
 
 
-def make_client(target: str):
+def function_client(target: str):
+    """The function as functions_framework.create_app builds it, with Flask's test client."""
     from functions_framework import _function_registry, create_app
     _function_registry.REGISTRY_MAP.clear()
-    source = os.path.join(os.path.dirname(__file__), "..", "functions", target, "main.py")
-    return create_app(target, source).test_client()
+    source = Path(__file__).parents[1] / "functions" / target / "main.py"
+    return create_app(target, str(source)).test_client()
+
+
+@pytest.fixture
+def midtrans():
+    """The fake Midtrans status API for one test."""
+    fake = FakeMidtrans()
+    with fake.server:
+        yield fake
+
+
+@pytest.fixture
+def google():
+    """The fake Google (OAuth token endpoint and Meet API) for one test."""
+    with FakeGoogle() as fake:
+        yield fake
+
+
+@pytest.fixture
+def meet_env(app_env, google):
+    """app_env with the Meet settings pointing at the fake Google; returns the assign test client."""
+    def apply(source="meet_then_pool", **extra):
+        app_env(**{"LINK_SOURCE": source, "MEET_API_BASE_URL": google.url,
+                   "MEET_CREDENTIALS": google.authorized_user(), **extra})
+        return function_client("assign_meeting_link")
+    return apply
 
 
 @pytest.fixture(scope="session")
@@ -154,25 +222,14 @@ def webhook_server(database_url, assign_server):
     server.stop()
 
 
-from hypothesis import settings as _hypothesis_settings  # noqa: E402
-
-_hypothesis_settings.register_profile("default", max_examples=40)
-_hypothesis_settings.register_profile("drill", max_examples=1000)
-_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
-
-# Test layers, for a fast run while developing (README, "Tests"):
-#   unit  no database;  db  a real PostgreSQL, in-process;  http  real servers, processes, long runs.
-# A module that starts servers or processes itself says so with `pytestmark = pytest.mark.http`.
-_HTTP_FIXTURES = frozenset({"assign_server", "webhook_server"})
-
-
 def pytest_collection_modifyitems(items):
     for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        if item.get_closest_marker("http") or names & _HTTP_FIXTURES:
-            item.add_marker(pytest.mark.http)
-        elif "database_url" in names:
-            item.add_marker(pytest.mark.db)
-        else:
-            item.add_marker(pytest.mark.unit)
+        parts = Path(str(item.fspath)).parts
+        layer = next((p for p in parts if p in LAYERS), "unit")
+        item.add_marker(getattr(pytest.mark, "http" if layer == "e2e" else layer))
+        if layer == "e2e":
+            item.add_marker(pytest.mark.e2e)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    stop_everything_started()
