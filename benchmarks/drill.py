@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import requests
 
-from meeting_links import config, migrations
+from meeting_links import config
+from meeting_links.db import migrations
 from tests.support import (
     INTERNAL_TOKEN,
     SERVER_KEY,
@@ -85,7 +86,7 @@ def prepare(url: str, bookings: int, links: int, rng: random.Random) -> list[dic
     try:
         conn.execute_simple("SET session_replication_role = replica")
         conn.execute_simple("TRUNCATE payment_notifications, meet_space_requests, meet_orphaned_spaces,"
-                            " link_event_deliveries, link_events, bookings, meeting_links_pool")
+                            " link_event_deliveries, link_events, bookings, meeting_links_pool CASCADE")
         conn.execute_simple("SET session_replication_role = DEFAULT")
         conn.execute_simple("DELETE FROM meeting_links_pool")
         for i in range(links):
@@ -160,14 +161,26 @@ class Faults(threading.Thread):
                 self.assign.start()
                 outage_started = None
             if not restarted and time.monotonic() - start > 1.0:
-                version = sorted(os.listdir("/etc/postgresql"))[0]
-                subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-                               check=True, capture_output=True, timeout=60)
+                restart_postgres(self.url)
                 restarted = True
                 self.report.postgres_restarts += 1
             if self.stop_event.is_set() and outage_started is None and restarted:
                 return
             self.stop_event.wait(0.25)
+
+
+def restart_postgres(url: str) -> None:
+    """Restarts the server behind url: the embedded one, or the system's cluster."""
+    from urllib.parse import urlparse
+
+    from meeting_links.db import embedded
+    server = embedded.Server()
+    if server.port() == urlparse(url).port:
+        server.restart()
+        return
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+                   check=True, capture_output=True, timeout=60)
 
 
 def run_drill(url: str, *, bookings=500, notifications=2000, links=12, concurrency=32,
@@ -263,15 +276,19 @@ def check(url: str, report: Report) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/meeting_links_drill")
+    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or None,
+                   help="server to use (default: DATABASE_URL, else 127.0.0.1:5432 or the embedded"
+                        " PostgreSQL); the database is always meeting_links_drill")
     p.add_argument("--bookings", type=int, default=500)
     p.add_argument("--notifications", type=int, default=2000)
     p.add_argument("--links", type=int, default=12)
     p.add_argument("--no-restart", action="store_true", help="do not restart PostgreSQL")
     p.add_argument("--report", default="docs/drill.json")
     args = p.parse_args(argv)
-    from meeting_links.local_stack import ensure_database
-    ensure_database(args.database_url)
+    from benchmarks.run import bench_url
+    from meeting_links.support.local_stack import ensure_database
+    args.database_url = bench_url(args.database_url, "meeting_links_drill")
+    ensure_database(config.from_environment({"DATABASE_URL": args.database_url}))
     report = run_drill(args.database_url, bookings=args.bookings, notifications=args.notifications,
                        links=args.links, restart_postgres=not args.no_restart)
     text = json.dumps(report.as_dict(), indent=2)

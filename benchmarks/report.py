@@ -216,6 +216,9 @@ def write(results: dict, out: Path) -> str:
     ]
     lines += results.get("notes", _default_notes(results))
     text = "\n".join(lines) + "\n"
+    before_after = out.parent / "benchmarks-before-after.md"  # python -m benchmarks.before_after
+    if before_after.exists():
+        text += "\n" + before_after.read_text()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(text)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -4,6 +4,7 @@ docs/benchmarks.md (and .json) and prints the report.
 
     python -m benchmarks.run                 # the full run (make bench), about 15 minutes
     python -m benchmarks.run --quick         # small sizes, to check the benchmark itself
+    python -m benchmarks.run --smoke         # every scenario once, tiny (what make test runs)
 """
 from __future__ import annotations
 
@@ -29,10 +30,13 @@ from urllib.parse import urlparse, urlunparse
 
 import requests
 
-from meeting_links import allocation, config, logs, migrations
+from meeting_links import allocation, config, logs
 from meeting_links import db as db_module
+from meeting_links.db import migrations
+from meeting_links.db.connect import connector_for
 from meeting_links.errors import PoolExhausted
-from meeting_links.local_stack import ensure_database
+from meeting_links.support.fake_google import FakeGoogle
+from meeting_links.support.local_stack import ensure_database, resolve
 from tests.support import INTERNAL_TOKEN, REPO, SERVER_KEY, FunctionServer, new_order_id, notification
 
 HERE = Path(__file__).resolve().parent
@@ -64,7 +68,7 @@ class Bench:
                                         "DB_LOCK_TIMEOUT_MS": "30000", "DB_STATEMENT_TIMEOUT_MS": "60000"})
 
     def connect(self, proxied: bool = False):
-        conn = db_module.connector_for(self.settings_for(proxied))()
+        conn = connector_for(self.settings_for(proxied))()
         conn.execute_simple("SET TIME ZONE 'UTC'")
         conn.execute_simple("SET statement_timeout = 0")
         return conn
@@ -76,7 +80,8 @@ class Bench:
 
     def reset(self, links: int):
         self.sql("SET session_replication_role = replica")
-        self.sql("TRUNCATE payment_notifications, meet_space_requests, meet_orphaned_spaces, link_event_deliveries, link_events, bookings, meeting_links_pool")
+        self.sql("TRUNCATE payment_notifications, meet_space_requests, meet_orphaned_spaces, link_event_deliveries,"
+                 " link_events, bookings, meeting_links_pool CASCADE")
         self.sql("SET session_replication_role = DEFAULT")
         self.sql("DELETE FROM meeting_links_pool")
         self.sql("INSERT INTO meeting_links_pool (meeting_link, created_at) SELECT"
@@ -389,11 +394,13 @@ def end_to_end(bench: Bench, levels, requests_per_level: int, rng, proxied: bool
             before_ok = _cpu_seconds(None, ok)
             ceiling = _load(ok.url, [{} for _ in bodies], c)
             spent_ok = _per_request(before_ok, _cpu_seconds(None, ok), len(bodies))
-            linked = bench.sql("SELECT count(*) FROM bookings WHERE order_id = ANY(CAST($1 AS text[])) AND meeting_link_id IS NOT NULL",
-                               orders)[0][0]
+            linked = _linked(bench, orders)
+            # What Midtrans and the schedule do next: redeliver what was not answered 200, then
+            # a sweep. On a busy machine some links come only then; none may be missing after it.
+            _catch_up(webhook.url, assign.url, ours["failed"])
             result = {"proxy": proxied, "concurrency": c, "requests": len(bodies),
                       "rps": ours["rps"], "p50_ms": ours["p50_ms"], "p99_ms": ours["p99_ms"],
-                      "errors": ours["errors"], "links_assigned": linked,
+                      "errors": ours["errors"], "links_assigned": linked, "links_after_sweep": _linked(bench, orders),
                       "ok_rps": ceiling["rps"], "ok_p50_ms": ceiling["p50_ms"], "ok_p99_ms": ceiling["p99_ms"]}
             result["share_of_ceiling"] = round(result["rps"] / result["ok_rps"], 3)
             result["cpu_ms_per_request"] = spent
@@ -404,6 +411,22 @@ def end_to_end(bench: Bench, levels, requests_per_level: int, rng, proxied: bool
         for s in (webhook, assign, ok):
             s.stop()
     return results
+
+
+def _linked(bench: Bench, orders) -> int:
+    return bench.sql("SELECT count(*) FROM bookings WHERE order_id = ANY(CAST($1 AS text[]))"
+                     " AND meeting_link_id IS NOT NULL", orders)[0][0]
+
+
+def _catch_up(webhook_url: str, assign_url: str, failed: list) -> None:
+    session = requests.Session()
+    for body in failed:
+        for _ in range(5):
+            if session.post(webhook_url, json=body, timeout=30).status_code == 200:
+                break
+            time.sleep(0.5)
+    session.post(assign_url, json={"sweep": True}, timeout=120,
+                 headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"})
 
 
 def _process_cpu(pid: int) -> float:
@@ -452,7 +475,7 @@ def _load(url, bodies, concurrency, keep=False) -> dict:
     work: queue.Queue = queue.Queue()
     for b in bodies:
         work.put(b)
-    latencies, errors, lock = [], [0], threading.Lock()
+    latencies, failed, lock = [], [], threading.Lock()
 
     def client():
         session = requests.Session()
@@ -466,7 +489,8 @@ def _load(url, bodies, concurrency, keep=False) -> dict:
             elapsed = time.perf_counter() - t
             with lock:
                 latencies.append(elapsed)
-                errors[0] += r.status_code != 200
+                if r.status_code != 200:
+                    failed.append(body)
 
     started = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
@@ -476,7 +500,7 @@ def _load(url, bodies, concurrency, keep=False) -> dict:
         t.join()
     wall = time.perf_counter() - started
     out = {"rps": round(len(bodies) / wall, 1), "p50_ms": ms(percentile(latencies, 50)),
-           "p99_ms": ms(percentile(latencies, 99)), "errors": errors[0]}
+           "p99_ms": ms(percentile(latencies, 99)), "errors": len(failed), "failed": failed}
     if keep:
         out["latencies"] = latencies
     return out
@@ -487,8 +511,7 @@ def _load(url, bodies, concurrency, keep=False) -> dict:
 def meet_end_to_end(bench: Bench, concurrency: int, requests_made: int, rng, create_delay_s: float = 0.15) -> dict:
     """LINK_SOURCE=meet_then_pool against the local fake Meet API answering spaces.create in
     create_delay_s: what a notification costs when every booking gets its own space."""
-    from tests.fake_meet import FakeMeet
-    with FakeMeet(create_delay_s=create_delay_s) as meet:
+    with FakeGoogle(create_delay_s=create_delay_s) as meet:
         env = {"DATABASE_URL": bench.url, "INTERNAL_API_TOKEN": INTERNAL_TOKEN, "DB_POOL_SIZE": "8",
                "LINK_SOURCE": "meet_then_pool", "MEET_API_BASE_URL": meet.url,
                "MEET_CREDENTIALS": meet.authorized_user()}
@@ -508,6 +531,7 @@ def meet_end_to_end(bench: Bench, concurrency: int, requests_made: int, rng, cre
             bodies = [notification(o) for o in orders]
             _load(webhook.url, bodies[:2 * concurrency], concurrency)  # warm-up, token fetched
             timed = _load(webhook.url, bodies[2 * concurrency:], concurrency, keep=True)
+            _catch_up(webhook.url, assign.url, timed["failed"])
         finally:
             webhook.stop()
             assign.stop()
@@ -517,7 +541,8 @@ def meet_end_to_end(bench: Bench, concurrency: int, requests_made: int, rng, cre
         result = {"concurrency": concurrency, "requests": len(timed["latencies"]), "create_delay_ms": create_delay_s * 1000,
                   "rps": timed["rps"], "p50_ms": timed["p50_ms"], "p99_ms": timed["p99_ms"], "errors": timed["errors"],
                   "within_5s_share": round(within / len(timed["latencies"]), 4), "private_spaces": spaces,
-                  "spaces_created": meet.calls["create"], "bookings": len(orders)}
+                  "spaces_created": meet.calls["create"], "bookings": len(orders),
+                  "links_after_sweep": _linked(bench, orders)}
     print("meet end to end", result, flush=True)
     return result
 
@@ -598,8 +623,11 @@ def machine() -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/meeting_links_bench")
+    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or None,
+                   help="server to use (default: DATABASE_URL, else 127.0.0.1:5432 or the embedded"
+                        " PostgreSQL); the database is always meeting_links_bench")
     p.add_argument("--quick", action="store_true", help="small sizes (to check the benchmark runs)")
+    p.add_argument("--smoke", action="store_true", help="the smallest sizes: every scenario once (the test suite)")
     p.add_argument("--out", default=str(REPO / "docs" / "benchmarks"), help="report path without extension")
     p.add_argument("--only", choices=SECTIONS, action="append",
                    help="run only these sections (repeatable); the report then holds only them")
@@ -610,7 +638,8 @@ def main(argv=None) -> int:
     level = ours.level
     logs.setup(logging.WARNING)  # one INFO line per assignment would bury the progress lines
     rng = random.Random(20261124)
-    ensure_database(args.database_url)
+    args.database_url = bench_url(args.database_url)
+    ensure_database(config.from_environment({"DATABASE_URL": args.database_url}))
     proxy = start_proxy(args.database_url, args.delay_ms) if args.delay_ms > 0 else None
     bench = Bench(args.database_url, proxy and proxy[1])
     try:
@@ -622,6 +651,16 @@ def main(argv=None) -> int:
             proxy[0].kill()
             proxy[0].wait()
             proxy[0].stdout.close()
+
+
+def bench_url(url: str | None, name: str = "meeting_links_bench") -> str:
+    """url's server (or the one `make run` would use) with the benchmark's own database."""
+    env = {"DATABASE_URL": url} if url else {}
+    settings = resolve(config.from_environment(env), env)
+    parsed = urlparse(settings.database_url)
+    if url and parsed.path.strip("/") not in ("", "postgres"):
+        return settings.database_url  # a database named on purpose
+    return urlunparse(parsed._replace(path="/" + name))
 
 
 def start_proxy(url: str, delay_ms: float) -> tuple[subprocess.Popen, str]:
@@ -652,14 +691,20 @@ def round_trip_ms(bench: Bench, proxied: bool, count: int = 300) -> dict:
 
 def _run(bench: Bench, args, rng) -> int:
     migrations.migrate(bench.settings, echo=lambda *_: None)
-    if args.quick:
+    slots = {"slots": 64, "per_slot": 3, "threads": 64}
+    meet_n, meet_c, cold_repeats = 400, 8, 5
+    if args.smoke:  # the least that runs every scenario (make test checks the benchmark works)
+        sizes, pools, per_config, levels, e2e_levels, e2e_n, repeats = [300], [3, 8], 10, [6], [2], 12, 1
+        slots, meet_n, meet_c, cold_repeats = {"slots": 8, "per_slot": 2, "threads": 8}, 6, 2, 1
+    elif args.quick:
         sizes, pools, per_config, levels, e2e_levels, e2e_n, repeats = [2000], [3, 64], 40, [16], [1, 8], 60, 1
+        meet_n = 40
     else:
         sizes, pools, per_config = [10_000, 100_000, 1_000_000], [3, 100, 1000], 400
         levels, e2e_levels, e2e_n, repeats = [16, 64, 256], [1, 8, 32], 1000, 3
     modes = [False, True] if bench.proxy_url else [False]
     results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-               "postgres": bench.sql("SHOW server_version")[0][0], "quick": args.quick,
+               "postgres": bench.sql("SHOW server_version")[0][0], "quick": args.quick or args.smoke,
                "delay_ms": args.delay_ms if bench.proxy_url else 0,
                "round_trip": {("proxy" if m else "direct"): round_trip_ms(bench, m) for m in modes}}
     print("round trip", results["round_trip"], flush=True)
@@ -671,13 +716,16 @@ def _run(bench: Bench, args, rng) -> int:
             bench.reset(max(64, max(pools)))
             bench.sql((HERE / "seed_baseline.sql").read_text())
         results["contention"] = [r for m in modes for r in contention(bench, levels, [3, 64], m)]
-        results["many_slots"] = [r for _ in range(repeats) for m in modes for r in many_slots(bench, [3, 64], m)]
+        results["many_slots"] = [r for _ in range(repeats) for m in modes
+                                 for r in many_slots(bench, [p for p in (3, 64) if p <= max(pools)], m, **slots)]
     if "end_to_end" in wanted:
-        results["end_to_end"] = [r for m in modes for r in end_to_end(bench, e2e_levels, e2e_n, rng, m)]
+        # (smoke: through the proxy only; three servers per mode are most of its time)
+        e2e_modes = modes[-1:] if args.smoke else modes
+        results["end_to_end"] = [r for m in e2e_modes for r in end_to_end(bench, e2e_levels, e2e_n, rng, m)]
     if "meet" in wanted:
-        results["meet"] = meet_end_to_end(bench, 8, 40 if args.quick else 400, rng)
+        results["meet"] = meet_end_to_end(bench, meet_c, meet_n, rng)
     if "cold_start" in wanted:
-        results["cold_start"] = cold_start(bench, max(5, repeats))
+        results["cold_start"] = cold_start(bench, cold_repeats)
     if wanted != set(SECTIONS):
         print(json.dumps(results, indent=2, default=str))
         return 0
