@@ -7,17 +7,17 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import requests
 
 from meeting_links.db import embedded
 from meeting_links.midtrans import formats, signature
+from meeting_links.support.local_http import LocalHTTPServer
 from meeting_links.support.local_stack import stop_function
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ def json_lines(text: str) -> list[dict]:
     return entries
 
 
-class FakeServer:
+class FakeServer(LocalHTTPServer):
     """A tiny threaded HTTP server; handler(method, path, headers, body) -> (status, payload, headers)."""
 
     def __init__(self, handler):
@@ -217,19 +217,7 @@ class FakeServer:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, name="fake-server")
 
 
 @contextmanager

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import hmac
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from .. import standard_webhooks
+from .local_http import LocalHTTPServer
 
 
-class AppReceiver:
+class AppReceiver(LocalHTTPServer):
     def __init__(self, port: int, secret: str, echo=print):
         outer = self
         self.received: list[dict] = []
@@ -40,15 +40,4 @@ class AppReceiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True, name="app-receiver")
-
-    def start(self) -> AppReceiver:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, port, name="app-receiver")

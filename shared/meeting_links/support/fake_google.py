@@ -26,8 +26,10 @@ import string
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from .local_http import LocalHTTPServer
 
 SCOPE = "https://www.googleapis.com/auth/meetings.space.created"
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
@@ -73,7 +75,7 @@ class Fault:
         return cls("hang", seconds=seconds)
 
 
-class FakeGoogle:
+class FakeGoogle(LocalHTTPServer):
     def __init__(self, port: int = 0, create_delay_s: float = 0.0):
         self.lock = threading.Lock()
         self.tokens: set[str] = set()
@@ -102,27 +104,9 @@ class FakeGoogle:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True, name="fake-google")
+        super().__init__(Handler, port, name="fake-google")
 
     # --- what a test (or the local stack) uses ---------------------------------------------
-
-    def start(self) -> FakeGoogle:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def authorized_user(self) -> str:
         """MEET_CREDENTIALS for an authorized user whose tokens come from this fake."""
