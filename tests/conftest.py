@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -177,6 +179,21 @@ def function_client(target: str):
     _function_registry.REGISTRY_MAP.clear()
     source = Path(__file__).parents[1] / "functions" / target / "main.py"
     return create_app(target, str(source)).test_client()
+
+
+@pytest.fixture
+def folder():
+    """folder(mode): a new folder in /tmp with that mode, removed afterwards. Not pytest's
+    tmp_path, whose parents are 0700: as root the embedded PostgreSQL runs as nobody."""
+    made = []
+
+    def make(mode):
+        made.append(Path(tempfile.mkdtemp(prefix="ml-embedded-")))
+        made[-1].chmod(mode)
+        return made[-1]
+    yield make
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 nobody cannot enter (CI's clone under /root) must still give a working server, and a folder
 given explicitly that nobody cannot enter is a clear configuration error."""
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pg8000.dbapi
@@ -13,21 +11,6 @@ from meeting_links.db import embedded
 from meeting_links.errors import ConfigurationError
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="only as root does the server run as another user")
-
-
-@pytest.fixture
-def folder():
-    """folder(mode): a new folder in /tmp, removed afterwards. Not pytest's tmp_path: its
-    parents are 0700, which is the very thing under test."""
-    made = []
-
-    def make(mode):
-        made.append(Path(tempfile.mkdtemp(prefix="ml-embedded-test-")))
-        made[-1].chmod(mode)
-        return made[-1]
-    yield make
-    for path in made:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_a_checkout_nobody_cannot_enter_keeps_its_cluster_where_nobody_can(monkeypatch, folder):

@@ -1,12 +1,11 @@
 """The README's run command: `meeting-links local` creates the database, migrates, serves both
 functions wired to each other, and prints curl commands that work."""
+import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -168,47 +167,47 @@ def test_local_with_the_fake_google_gives_private_spaces_and_dies_with_its_stack
         time.sleep(0.05)
 
 
-def test_make_run_with_the_embedded_postgres_stops_it_on_ctrl_c_and_reuses_its_data(tmp_path):
+def test_make_run_with_the_embedded_postgres_stops_it_on_ctrl_c_and_reuses_its_data(tmp_path, folder):
     """Issue 19: DATABASE_URL=embedded starts a private PostgreSQL for the run (in a folder of
     its own here), Ctrl-C stops it with everything else, and the next run finds the data."""
-    # (not under tmp_path: as root, the server runs as nobody, who cannot enter pytest's folders)
-    base = Path(tempfile.mkdtemp(prefix="ml-embedded-"))
-    base.chmod(0o755)
-    data = base / "postgres"
+    data = folder(0o755) / "postgres"
     env = {k: v for k, v in os.environ.items() if k not in ("MIDTRANS_SERVER_KEY", "INTERNAL_API_TOKEN")}
     env.update(DATABASE_URL="embedded", EMBEDDED_POSTGRES_DIR=str(data))
     cli = str(Path(sys.executable).parent / "meeting-links")
     order_ids = []
-    for run in range(2):
-        ports = {"WEBHOOK_PORT": free_port(), "ASSIGN_PORT": free_port(), "EVENTS_PORT": free_port()}
-        run_env = {**env, **{k: str(v) for k, v in ports.items()}}
-        with (tmp_path / f"run-{run}.log").open("w") as log:
-            proc = subprocess.Popen([cli, "local"], env=run_env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        try:
-            wait_for(ports["WEBHOOK_PORT"], proc, timeout=90)
-            made = subprocess.run([cli, "bookings", "create", "--date", "2030-03-03", "--time", f"1{run}:00", "--json"],
-                                  env=run_env, capture_output=True, text=True, timeout=60)
-            assert made.returncode == 0, made.stderr
-            order_ids.append(json.loads(made.stdout)[0]["orderId"])
-            if run == 1:  # the first run's booking is still there
-                shown = subprocess.run([cli, "bookings", "show", order_ids[0]], env=run_env, capture_output=True,
-                                       text=True, timeout=60)
-                assert shown.returncode == 0, shown.stderr
-            pid_file = data / "data" / "postmaster.pid"
-            postgres_pid = int(pid_file.read_text().split()[0])
-        finally:
-            os.killpg(proc.pid, signal.SIGINT)
-            code = proc.wait(timeout=60)
-        output = (tmp_path / f"run-{run}.log").read_text()
-        assert code == 0 and output.rstrip().endswith("stopped"), output
-        assert f"using the embedded PostgreSQL in {data}" in output and "make clean-db" in output
-        deadline = time.monotonic() + 15
-        while Path(f"/proc/{postgres_pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not Path(f"/proc/{postgres_pid}").exists(), "the embedded PostgreSQL outlived make run"
-        assert not pid_file.exists()
-    shutil.rmtree(base)
+    try:
+        for run in range(2):
+            ports = {"WEBHOOK_PORT": free_port(), "ASSIGN_PORT": free_port(), "EVENTS_PORT": free_port()}
+            run_env = {**env, **{k: str(v) for k, v in ports.items()}}
+            with (tmp_path / f"run-{run}.log").open("w") as log:
+                proc = subprocess.Popen([cli, "local"], env=run_env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+            try:
+                wait_for(ports["WEBHOOK_PORT"], proc, timeout=90)
+                made = subprocess.run([cli, "bookings", "create", "--date", "2030-03-03", "--time", f"1{run}:00", "--json"],
+                                      env=run_env, capture_output=True, text=True, timeout=60)
+                assert made.returncode == 0, made.stderr
+                order_ids.append(json.loads(made.stdout)[0]["orderId"])
+                if run == 1:  # the first run's booking is still there
+                    shown = subprocess.run([cli, "bookings", "show", order_ids[0]], env=run_env, capture_output=True,
+                                           text=True, timeout=60)
+                    assert shown.returncode == 0, shown.stderr
+                pid_file = data / "data" / "postmaster.pid"
+                postgres_pid = int(pid_file.read_text().split()[0])
+            finally:
+                with contextlib.suppress(ProcessLookupError):  # a run that died: let its own failure show
+                    os.killpg(proc.pid, signal.SIGINT)
+                code = proc.wait(timeout=60)
+            output = (tmp_path / f"run-{run}.log").read_text()
+            assert code == 0 and output.rstrip().endswith("stopped"), output
+            assert f"using the embedded PostgreSQL in {data}" in output and "make clean-db" in output
+            deadline = time.monotonic() + 15
+            while Path(f"/proc/{postgres_pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not Path(f"/proc/{postgres_pid}").exists(), "the embedded PostgreSQL outlived make run"
+            assert not pid_file.exists()
+    finally:
+        embedded.Server(data).stop()  # whatever a failed run left behind
 
 
 # --- README's command blocks, run as written --------------------------------------------------
