@@ -171,6 +171,19 @@ class FunctionServer:
         return requests.post(self.url, json=body, timeout=20, **kwargs)
 
 
+def wait_until_blocked_by(blocker, observer, timeout_s: float = 60) -> None:
+    """Returns once PostgreSQL shows a session waiting for a lock the connection `blocker`
+    holds (pg_blocking_pids, asked on `observer`, outside any transaction): what a test means
+    by "the other one now waits", which a sleep only hopes for on a busy machine."""
+    pid = blocker.run("SELECT pg_backend_pid()")[0][0]
+    deadline = time.monotonic() + timeout_s
+    while not observer.run("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE CAST(:p AS int) = ANY "
+                           "(pg_blocking_pids(pid)))", p=pid)[0][0]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no session waited on backend {pid} within {timeout_s} s")
+        time.sleep(0.01)
+
+
 def json_lines(text: str) -> list[dict]:
     entries = []
     for line in text.splitlines():

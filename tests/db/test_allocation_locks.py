@@ -7,7 +7,7 @@ import time
 import pytest
 
 from meeting_links import allocation
-from support import booking, connect, paid
+from support import booking, connect, paid, wait_until_blocked_by
 
 
 def locks_taken(conn, date, at, minutes, buffer=0):
@@ -104,7 +104,7 @@ def test_only_overlapping_allocations_wait_for_each_other(conn, db, set_links, d
                 outcome["result"] = "exhausted"
         thread = threading.Thread(target=overlap)
         thread.start()
-        time.sleep(0.3)
+        wait_until_blocked_by(holder, conn)
         assert thread.is_alive(), "an overlapping allocation waits for the one in flight"
         holder.run("COMMIT")
         thread.join(5)
@@ -128,7 +128,7 @@ def test_a_race_lost_to_a_writer_without_bucket_locks_is_settled_inside_the_stat
         worker = threading.Thread(target=lambda: answer.append(allocator.run(
             "SELECT outcome, link_id::text FROM assign_link_v2(CAST(:i AS uuid), true)", i=booked["id"])))
         worker.start()
-        time.sleep(0.3)  # the allocator now waits for psql's row
+        wait_until_blocked_by(psql, conn)  # the allocator now waits for psql's row
         psql.run("COMMIT")
         worker.join(5)
     finally:

@@ -2,13 +2,12 @@
 assign serialized on the link, and answers that say what support and the app need."""
 import json
 import threading
-import time
 
 import pg8000.exceptions
 import pytest
 
 from meeting_links import allocation
-from support import INTERNAL_TOKEN, booking, connect, paid
+from support import INTERNAL_TOKEN, booking, connect, paid, wait_until_blocked_by
 
 AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
 
@@ -64,7 +63,7 @@ def test_an_assignment_waiting_on_a_disable_sees_it_and_is_refused(conn, databas
                 outcome["result"] = str(exc)
         thread = threading.Thread(target=assign_by_hand)
         thread.start()
-        time.sleep(0.3)
+        wait_until_blocked_by(disabler, conn)
         assert thread.is_alive(), "the assignment must wait for the disable to commit"
         disabler.run("COMMIT")
         thread.join(5)
@@ -86,7 +85,7 @@ def test_a_disable_waits_for_an_assignment_in_flight_and_lists_it(conn, database
         thread = threading.Thread(target=lambda: result.update(zip(("code", "out", "err"),
                                                                    admin("links", "disable", link, "--json"))))
         thread.start()
-        time.sleep(0.3)
+        wait_until_blocked_by(assigner, conn)
         assert thread.is_alive(), "the disable must wait for the assignment to commit"
         assigner.run("COMMIT")
         thread.join(5)
